@@ -1,4 +1,4 @@
-"""One hierarchy of domain errors, translated to HTTP envelopes and WebSocket frames at the edges."""
+"""One hierarchy of domain errors, turned into HTTP envelopes and WebSocket frames at the edges."""
 
 from __future__ import annotations
 

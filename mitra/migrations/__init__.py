@@ -1,0 +1,1 @@
+"""Alembic migrations of Mitra's schema; run them with `mitra migrate`."""

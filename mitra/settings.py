@@ -1,0 +1,241 @@
+"""Typed settings: code defaults, merged with an optional TOML file, overridden by MITRA_* env vars.
+
+Every setting has its typed default here; `config/default.toml` documents the same keys and a test
+keeps the two in agreement. A bad value stops start-up with one line naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEV_JWT_SECRET = "mitra-development-secret-do-not-use-in-production"  # noqa: S105
+ENV_PREFIX = "MITRA_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _split_env_lists(cls, value: Any, info: Any) -> Any:
+        # Env vars can only carry strings; lists are written comma-separated there.
+        field = cls.model_fields.get(info.field_name)
+        if isinstance(value, str) and field is not None and _is_list(field.annotation):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+
+def _is_list(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is list
+
+
+class ServerSettings(_Section):
+    env: Literal["development", "production"] = "development"
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*"])
+    trusted_proxy_count: int = Field(0, ge=0, le=10)
+    seed_demo: bool = True
+    shutdown_timeout_seconds: float = Field(10.0, gt=0)
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite+aiosqlite:///var/mitra.db"
+    echo: bool = False
+    pool_size: int = Field(10, ge=1, le=200)
+    auto_migrate: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class StreamsSettings(_Section):
+    url: str = "memory://"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        if not value.startswith(("memory://", "kafka://")):
+            raise ValueError("expected memory:// or kafka://host:port[,host:port]")
+        return value
+
+
+class AuthSettings(_Section):
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: str = DEV_JWT_SECRET
+    jwt_private_key_file: str = ""
+    jwt_public_key_file: str = ""
+    jwt_issuer: str = "mitra"
+    access_token_ttl_seconds: int = Field(900, ge=60)
+    refresh_token_ttl_seconds: int = Field(2_592_000, ge=300)
+    max_failed_logins: int = Field(5, ge=1)
+    lockout_seconds: int = Field(1800, ge=1)
+    otp_ttl_seconds: int = Field(300, ge=30)
+    otp_max_attempts: int = Field(5, ge=1)
+    reset_token_ttl_seconds: int = Field(3600, ge=60)
+    rate_limit_window_seconds: int = Field(60, ge=1)
+    rate_limit_per_ip: int = Field(30, ge=1)
+    rate_limit_per_account: int = Field(10, ge=1)
+    password_min_length: int = Field(10, ge=8)
+    argon2_time_cost: int = Field(3, ge=1)
+    argon2_memory_kib: int = Field(65_536, ge=8)
+    argon2_parallelism: int = Field(2, ge=1)
+
+
+class ActorsSettings(_Section):
+    idle_timeout_seconds: float = Field(300.0, gt=0)
+    max_live_conversations: int = Field(2000, ge=1)
+    ask_timeout_seconds: float = Field(5.0, gt=0)
+    restart_max: int = Field(5, ge=0)
+    restart_window_seconds: float = Field(60.0, gt=0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "text"] = "json"
+
+
+class NotifierSettings(_Section):
+    backend: Literal["log"] = "log"
+
+
+class Settings(BaseModel):
+    """The whole configuration; one attribute per section of `config/default.toml`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    streams: StreamsSettings = Field(default_factory=StreamsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    actors: ActorsSettings = Field(default_factory=ActorsSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+
+    @property
+    def is_production(self) -> bool:
+        return self.server.env == "production"
+
+
+class SettingsError(Exception):
+    """A setting that cannot be used; the message is one line naming the key."""
+
+
+SECTIONS: dict[str, type[_Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def env_var_name(section: str, key: str) -> str:
+    return f"{ENV_PREFIX}{section.upper()}_{key.upper()}"
+
+
+def setting_for_env_var(name: str) -> tuple[str, str] | None:
+    """Map `MITRA_AUTH_JWT_SECRET` to ("auth", "jwt_secret"), or None when no setting has it."""
+    if not name.startswith(ENV_PREFIX):
+        return None
+    rest = name[len(ENV_PREFIX) :].lower()
+    for section, model in SECTIONS.items():
+        prefix = section + "_"
+        if rest.startswith(prefix) and rest[len(prefix) :] in model.model_fields:
+            return section, rest[len(prefix) :]
+    return None
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build settings from code defaults, then `config_file`, then `MITRA_*` variables."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, dict[str, Any]] = {}
+    if config_file is not None:
+        merged = _read_toml(Path(config_file))
+    sources: dict[tuple[str, str], str] = {}
+    for name, value in environ.items():
+        target = setting_for_env_var(name)
+        if target is None:
+            continue
+        section, key = target
+        merged.setdefault(section, {})[key] = value
+        sources[target] = name
+    try:
+        settings = Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, sources)) from None
+    check_production(settings)
+    return settings
+
+
+def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path}: not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path}: not valid TOML ({exc})") from None
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise SettingsError(f"config file {path}: unknown section [{section}]")
+        if not isinstance(values, dict):
+            raise SettingsError(f"config file {path}: [{section}] must be a table")
+    return data
+
+
+def _describe(exc: ValidationError, sources: dict[tuple[str, str], str]) -> str:
+    first = exc.errors()[0]
+    location = [str(part) for part in first["loc"]]
+    key = ".".join(location[:2]) if len(location) >= 2 else ".".join(location)
+    origin = ""
+    if len(location) >= 2 and (location[0], location[1]) in sources:
+        origin = f" (from {sources[(location[0], location[1])]})"
+    if first["type"] == "extra_forbidden":
+        return f"invalid setting {key}{origin}: no such setting"
+    return f"invalid setting {key}{origin}: {first['msg']}, got {first.get('input')!r}"
+
+
+def check_production(settings: Settings) -> None:
+    """Refuse development-only defaults when `server.env` is production."""
+    if not settings.is_production:
+        return
+    auth = settings.auth
+    if auth.jwt_algorithm == "HS256":
+        if auth.jwt_secret == DEV_JWT_SECRET:
+            raise SettingsError(
+                "invalid setting auth.jwt_secret: the development secret is refused in production;"
+                " set MITRA_AUTH_JWT_SECRET"
+            )
+        if len(auth.jwt_secret.encode()) < 32:
+            raise SettingsError(
+                "invalid setting auth.jwt_secret: expected at least 32 bytes in production"
+            )
+    elif not (auth.jwt_private_key_file and auth.jwt_public_key_file):
+        raise SettingsError(
+            "invalid setting auth.jwt_private_key_file: RS256 needs both key files in production"
+        )
+    if settings.server.seed_demo:
+        raise SettingsError(
+            "invalid setting server.seed_demo: the demo tenant is development-only; set it false"
+        )
+    if "*" in settings.server.allowed_hosts:
+        raise SettingsError(
+            "invalid setting server.allowed_hosts: '*' is development-only; list the host names"
+        )
