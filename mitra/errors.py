@@ -26,10 +26,13 @@ class MitraError(Exception):
         *,
         errors: list[FieldError] | None = None,
         headers: dict[str, str] | None = None,
+        extra: dict[str, object] | None = None,
     ) -> None:
         self.message = message or self.default_message
         self.errors = errors or []
         self.headers = headers or {}
+        # Extra top-level members of the error envelope, such as `locked_until`.
+        self.extra = extra or {}
         super().__init__(self.message)
 
 

@@ -133,7 +133,8 @@ def _scope_writes(session: Session, _context: Any, _instances: Any) -> None:
     for obj in [*session.new, *session.dirty]:
         if not isinstance(obj, TenantOwned):
             continue
-        owner = obj.tenant_id
+        # The column is typed non-null, but a new row may not have been given its tenant yet.
+        owner: uuid.UUID | None = obj.tenant_id
         if owner is None and obj in session.new:
             obj.tenant_id = scope.tenant_id
         elif owner != scope.tenant_id:

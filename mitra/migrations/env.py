@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -12,7 +12,7 @@ import mitra.models  # noqa: F401 - registers every table on the metadata
 from mitra.db import Base, UTCDateTime
 
 
-def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     # Migrations are frozen history: they name plain SQLAlchemy types, never the app's own.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa." + repr(DateTime(timezone=True))

@@ -1,0 +1,73 @@
+"""The composition root: `create_app(settings)` builds the one application tests and servers run.
+
+It lives in `handlers/` rather than `mitra/` because it wires aiohttp to every layer, and the
+core must not import the HTTP layer (see the note in README's architecture section).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from aioprometheus.collectors import Registry
+
+from handlers import auth, health, users
+from handlers.keys import (
+    ACCOUNTS,
+    AUTH,
+    DATABASE,
+    HTTP_METRICS,
+    METRICS,
+    NOTIFIER,
+    READINESS_CHECKS,
+    SETTINGS,
+    ReadinessCheck,
+)
+from handlers.middlewares import MIDDLEWARES
+from mitra import migrate
+from mitra.accounts import AccountService
+from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
+from mitra.db import Database
+from mitra.observability import HttpMetrics
+from mitra.settings import Settings
+
+log = logging.getLogger("mitra.app")
+
+
+def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.Application:
+    """Build the application; resources open in `cleanup_ctx`, in order, and close in reverse."""
+    app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.server.max_body_bytes)
+    app[SETTINGS] = settings
+    app[NOTIFIER] = notifier or LogNotifier(production=settings.is_production)
+    registry = Registry()
+    app[METRICS] = registry
+    app[HTTP_METRICS] = HttpMetrics(registry)
+    app[READINESS_CHECKS] = {}
+    app.cleanup_ctx.append(_database)
+    for module in (health, auth, users):
+        app.router.add_routes(module.routes)
+    return app
+
+
+def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
+    app[READINESS_CHECKS][name] = check
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    database = Database(settings.database)
+    if database.is_sqlite and settings.database.auto_migrate:
+        await migrate.upgrade(database)
+    elif not await migrate.is_up_to_date(database):
+        await database.dispose()
+        raise RuntimeError("the database schema is not at the latest revision: run `mitra migrate`")
+    hasher = PasswordHasher(settings.auth)
+    app[DATABASE] = database
+    app[AUTH] = AuthService(
+        database, settings.auth, hasher, TokenCodec(settings.auth), app[NOTIFIER]
+    )
+    app[ACCOUNTS] = AccountService(database, settings.auth, hasher)
+    add_readiness_check(app, "database", database.ping)
+    yield
+    await database.dispose()

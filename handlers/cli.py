@@ -1,0 +1,50 @@
+"""Entry point of the `mitra` console script: the core's CLI with `serve` plugged in."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from handlers.app import create_app
+from handlers.keys import ACCOUNTS, DATABASE
+from mitra import cli
+from mitra.demo import ensure_demo_tenant, login_banner
+from mitra.observability import configure_logging
+from mitra.settings import Settings
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    configure_logging(settings.logging.level, settings.logging.format)
+    app = create_app(settings)
+    base_url = f"http://{host}:{port}"
+
+    async def announce(app: web.Application) -> None:
+        if settings.server.seed_demo:
+            await ensure_demo_tenant(app[DATABASE], app[ACCOUNTS])
+            print(login_banner(base_url), flush=True)
+        else:
+            print(f"Mitra is serving on {base_url}", flush=True)
+
+    app.on_startup.append(announce)
+    web.run_app(
+        app,
+        host=host,
+        port=port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=settings.server.shutdown_timeout_seconds,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return cli.main(argv, serve=serve)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""`/health` (liveness), `/ready` (dependencies) and `/metrics` (Prometheus)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+from aioprometheus.renderer import render
+
+from handlers.envelope import failure, ok
+from handlers.keys import METRICS, READINESS_CHECKS
+from mitra.errors import FieldError
+
+routes = web.RouteTableDef()
+
+CHECK_TIMEOUT_SECONDS = 2.0
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return ok({"status": "alive"})
+
+
+@routes.get("/ready")
+async def ready(request: web.Request) -> web.Response:
+    """Every registered check must pass within its timeout; 503 names the ones that failed."""
+    checks = request.app[READINESS_CHECKS]
+    names = list(checks)
+    results = await asyncio.gather(
+        *(asyncio.wait_for(checks[name](), CHECK_TIMEOUT_SECONDS) for name in names),
+        return_exceptions=True,
+    )
+    report = {}
+    failed = []
+    for name, result in zip(names, results, strict=True):
+        if isinstance(result, BaseException):
+            detail = "timed out" if isinstance(result, TimeoutError) else str(result) or "failed"
+            report[name] = {"ok": False, "detail": detail}
+            failed.append(FieldError(name, detail))
+        else:
+            report[name] = {"ok": True}
+    if failed:
+        names_failed = ", ".join(error.field or "" for error in failed)
+        return failure(503, f"not ready: {names_failed}", failed, extra={"checks": report})
+    return ok({"status": "ready", "checks": report})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    body, headers = render(request.app[METRICS], request.headers.getall("Accept", []))
+    return web.Response(body=body, headers=headers)

@@ -1,0 +1,25 @@
+"""Typed application state: every `web.AppKey` the app uses, in one module."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from aioprometheus.collectors import Registry
+
+from mitra.accounts import AccountService
+from mitra.auth import AuthService, Notifier
+from mitra.db import Database
+from mitra.observability import HttpMetrics
+from mitra.settings import Settings
+
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+SETTINGS = web.AppKey("settings", Settings)
+DATABASE = web.AppKey("database", Database)
+NOTIFIER = web.AppKey("notifier", Notifier)
+AUTH = web.AppKey("auth", AuthService)
+ACCOUNTS = web.AppKey("accounts", AccountService)
+METRICS = web.AppKey("metrics_registry", Registry)
+HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
+READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])

@@ -1,0 +1,199 @@
+"""Tenants and users: creation, self-registration and profile changes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mitra.auth.passwords import PasswordHasher
+from mitra.auth.principal import Principal
+from mitra.auth.service import validate_password
+from mitra.db import Database, Scope, utcnow
+from mitra.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mitra.models import AuthSession, Role, Tenant, User
+from mitra.phones import to_e164
+from mitra.settings import AuthSettings
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$")
+
+
+@dataclass(frozen=True)
+class NewUser:
+    email: str
+    password: str
+    first_name: str
+    last_name: str
+    role: Role
+    phone_number: str | None = None
+
+
+@dataclass(frozen=True)
+class ProfileChanges:
+    first_name: str | None = None
+    last_name: str | None = None
+    phone_number: str | None = None
+    mfa_enabled: bool | None = None
+    current_password: str | None = None
+    new_password: str | None = None
+
+
+class AccountService:
+    """Creates tenants and users and applies profile changes, with the role rules on staff."""
+
+    def __init__(self, database: Database, settings: AuthSettings, hasher: PasswordHasher) -> None:
+        self._db = database
+        self._settings = settings
+        self._hasher = hasher
+
+    async def create_tenant(self, slug: str, name: str, admin: NewUser) -> tuple[Tenant, User]:
+        if not SLUG_PATTERN.match(slug):
+            raise InvalidInput.for_field(
+                "slug", "3-63 lowercase letters, digits or hyphens, not starting or ending with -"
+            )
+        if admin.role is not Role.SUPER_ADMIN:
+            raise InvalidInput.for_field("role", "a tenant's first user is its super_admin")
+        async with self._db.session(Scope.system()) as session:
+            tenant = Tenant(id=uuid.uuid4(), slug=slug, name=name.strip())
+            session.add(tenant)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise Conflict(f"tenant {slug!r} exists") from None
+            user = await self._add_user(session, tenant.id, admin)
+            await session.commit()
+        return tenant, user
+
+    async def register(self, tenant_slug: str, new_user: NewUser) -> User:
+        """Self-registration: always a policyholder of an active tenant."""
+        if new_user.role is not Role.POLICYHOLDER:
+            raise Forbidden("self-registration creates policyholders only")
+        async with self._db.session(Scope.system()) as session:
+            tenant = (
+                await session.execute(select(Tenant).where(Tenant.slug == tenant_slug))
+            ).scalar_one_or_none()
+            if tenant is None or not tenant.is_active:
+                raise InvalidInput.for_field("tenant", "no such tenant")
+            user = await self._add_user(session, tenant.id, new_user)
+            await session.commit()
+        return user
+
+    async def create_user(self, actor: Principal, new_user: NewUser) -> User:
+        """A tenant admin makes an account in their own tenant."""
+        if not actor.role.is_admin:
+            raise Forbidden("only tenant admins create users")
+        if new_user.role is Role.SUPER_ADMIN and actor.role is not Role.SUPER_ADMIN:
+            raise Forbidden("only a super_admin creates another super_admin")
+        async with self._db.session(Scope.tenant(actor.tenant_id)) as session:
+            user = await self._add_user(session, actor.tenant_id, new_user)
+            await session.commit()
+        return user
+
+    async def create_user_in(self, tenant_slug: str, new_user: NewUser) -> User:
+        """Operator path (CLI): any role in the named tenant."""
+        async with self._db.session(Scope.system()) as session:
+            tenant = (
+                await session.execute(select(Tenant).where(Tenant.slug == tenant_slug))
+            ).scalar_one_or_none()
+            if tenant is None:
+                raise NotFound(f"no tenant {tenant_slug!r}")
+            user = await self._add_user(session, tenant.id, new_user)
+            await session.commit()
+        return user
+
+    async def get(self, principal: Principal) -> User:
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            user = await session.get(User, principal.user_id)
+        if user is None:
+            raise NotFound("user not found")
+        return user
+
+    async def update_profile(self, principal: Principal, changes: ProfileChanges) -> User:
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            user = await session.get(User, principal.user_id)
+            if user is None:
+                raise NotFound("user not found")
+            if changes.first_name is not None:
+                user.first_name = _name(changes.first_name, "first_name")
+            if changes.last_name is not None:
+                user.last_name = _name(changes.last_name, "last_name")
+            if changes.phone_number is not None:
+                user.phone_number = _phone(changes.phone_number)
+            if changes.mfa_enabled is not None:
+                user.mfa_enabled = changes.mfa_enabled
+            if changes.new_password is not None:
+                await self._change_password(session, user, principal, changes)
+            try:
+                await session.commit()
+            except IntegrityError:
+                raise _duplicate() from None
+        return user
+
+    async def _change_password(
+        self, session: AsyncSession, user: User, principal: Principal, changes: ProfileChanges
+    ) -> None:
+        assert changes.new_password is not None
+        if not changes.current_password or not await self._hasher.verify(
+            user.password_hash, changes.current_password
+        ):
+            raise InvalidInput.for_field("current_password", "is wrong")
+        validate_password(changes.new_password, self._settings, email=user.email)
+        user.password_hash = await self._hasher.hash(changes.new_password)
+        now = utcnow()
+        user.password_changed_at = now
+        # Other devices must log in again with the new password; this one keeps its session.
+        other_sessions = await session.execute(
+            select(AuthSession).where(
+                AuthSession.user_id == user.id,
+                AuthSession.id != principal.session_id,
+                AuthSession.revoked_at.is_(None),
+            )
+        )
+        for other in other_sessions.scalars():
+            other.revoked_at = now
+            other.revoked_reason = "password_changed"
+
+    async def _add_user(self, session: AsyncSession, tenant_id: uuid.UUID, new: NewUser) -> User:
+        email = new.email.strip().lower()
+        validate_password(new.password, self._settings, email=email)
+        user = User(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            email=email,
+            phone_number=_phone(new.phone_number) if new.phone_number else None,
+            password_hash=await self._hasher.hash(new.password),
+            first_name=_name(new.first_name, "first_name"),
+            last_name=_name(new.last_name, "last_name"),
+            role=new.role,
+        )
+        session.add(user)
+        try:
+            await session.flush()
+        except IntegrityError:
+            raise _duplicate() from None
+        return user
+
+
+def _duplicate() -> Conflict:
+    # Which of the two collided is not said: that would tell a stranger who has an account.
+    return Conflict("an account with this email or phone number exists")
+
+
+def _name(value: str, field: str) -> str:
+    cleaned = value.strip()
+    if not cleaned:
+        raise InvalidInput.for_field(field, "must not be blank")
+    if len(cleaned) > 100:
+        raise InvalidInput.for_field(field, "must be at most 100 characters")
+    return cleaned
+
+
+def _phone(value: str) -> str:
+    try:
+        return to_e164(value)
+    except ValueError as exc:
+        raise InvalidInput.for_field("phone_number", str(exc)) from None

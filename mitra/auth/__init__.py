@@ -1,0 +1,24 @@
+"""Accounts and authentication: passwords, tokens, sessions, MFA, resets and rate limits."""
+
+from mitra.auth.notifier import LogNotifier, Notification, Notifier
+from mitra.auth.passwords import PasswordHasher
+from mitra.auth.principal import Principal
+from mitra.auth.ratelimit import RateLimiter
+from mitra.auth.service import AuthService, LoginResult, MfaChallengeIssued, TokenPair
+from mitra.auth.tokens import TokenClaims, TokenCodec, TokenKind
+
+__all__ = [
+    "AuthService",
+    "LogNotifier",
+    "LoginResult",
+    "MfaChallengeIssued",
+    "Notification",
+    "Notifier",
+    "PasswordHasher",
+    "Principal",
+    "RateLimiter",
+    "TokenClaims",
+    "TokenCodec",
+    "TokenKind",
+    "TokenPair",
+]

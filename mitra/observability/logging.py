@@ -1,0 +1,61 @@
+"""Logging set-up: one JSON object per line in production, readable text on a laptop."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from mitra.observability.context import current_context
+
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"fields", "message"}
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record with its context (request id, tenant, user, actor) and `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update(current_context())
+        entry.update(_extra_fields(record))
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        fields = {**current_context(), **_extra_fields(record)}
+        if not fields:
+            return base
+        return base + " " + " ".join(f"{key}={value}" for key, value in fields.items())
+
+
+def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    fields = dict(getattr(record, "fields", None) or {})
+    for key, value in record.__dict__.items():
+        if key not in _RESERVED and not key.startswith("_"):
+            fields.setdefault(key, value)
+    return fields
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # aiohttp's own access log would duplicate our one line per request.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
