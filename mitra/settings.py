@@ -12,7 +12,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEV_JWT_SECRET = "mitra-development-secret-do-not-use-in-production"  # noqa: S105
 ENV_PREFIX = "MITRA_"
@@ -96,6 +103,13 @@ class AuthSettings(_Section):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65_536, ge=8)
     argon2_parallelism: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _argon2_memory_fits_lanes(self) -> AuthSettings:
+        # argon2 needs 8 KiB per lane; anything less fails at the first hash, not at start-up.
+        if self.argon2_memory_kib < 8 * self.argon2_parallelism:
+            raise ValueError("argon2_memory_kib must be at least 8 x argon2_parallelism")
+        return self
 
 
 class ActorsSettings(_Section):
@@ -209,7 +223,8 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, str], str]) -> str:
         origin = f" (from {sources[(location[0], location[1])]})"
     if first["type"] == "extra_forbidden":
         return f"invalid setting {key}{origin}: no such setting"
-    return f"invalid setting {key}{origin}: {first['msg']}, got {first.get('input')!r}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"invalid setting {key}{origin}: {message}, got {first.get('input')!r}"
 
 
 def check_production(settings: Settings) -> None:

@@ -1,0 +1,156 @@
+"""Settings: defaults, file, environment, and the one-line errors that stop start-up."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mitra.settings import (
+    DEV_JWT_SECRET,
+    SECTIONS,
+    Settings,
+    SettingsError,
+    load_settings,
+    setting_for_env_var,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+STRONG_SECRET = "x" * 40
+
+
+def test_code_defaults_and_default_toml_agree() -> None:
+    with (ROOT / "config" / "default.toml").open("rb") as handle:
+        documented = tomllib.load(handle)
+    defaults = Settings().model_dump(mode="json")
+    assert documented == defaults
+
+
+def test_every_documented_key_has_a_comment() -> None:
+    """A key is documented by the comment above it, or above the group of keys it belongs to."""
+    undocumented = []
+    commented = False
+    for line in (ROOT / "config" / "default.toml").read_text().splitlines():
+        if line.startswith("#"):
+            commented = True
+        elif not line.strip() or line.startswith("["):
+            commented = False
+        elif not commented:
+            undocumented.append(line)
+    assert undocumented == []
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    config = tmp_path / "mitra.toml"
+    config.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[logging]\nlevel = "DEBUG"\n')
+    settings = load_settings(config, environ={"MITRA_SERVER_PORT": "9100"})
+    assert settings.server.port == 9100
+    assert settings.server.host == "0.0.0.0"
+    assert settings.logging.level == "DEBUG"
+    assert settings.database.url == "sqlite+aiosqlite:///var/mitra.db"
+
+
+def test_lists_come_comma_separated_from_the_environment() -> None:
+    settings = load_settings(
+        environ={"MITRA_SERVER_CORS_ORIGINS": "https://a.example, https://b.example"}
+    )
+    assert settings.server.cors_origins == ["https://a.example", "https://b.example"]
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"MITRA_SERVER_PORT": "eighty"},
+            "invalid setting server.port (from MITRA_SERVER_PORT): Input should be a valid"
+            " integer, unable to parse string as an integer, got 'eighty'",
+        ),
+        (
+            {"MITRA_DATABASE_URL": "mysql://x"},
+            "invalid setting database.url (from MITRA_DATABASE_URL): expected a"
+            " sqlite+aiosqlite:// or postgresql+asyncpg:// URL, got 'mysql://x'",
+        ),
+        (
+            {"MITRA_SERVER_ENV": "staging"},
+            "invalid setting server.env (from MITRA_SERVER_ENV): Input should be 'development'"
+            " or 'production', got 'staging'",
+        ),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_key(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ=environ)
+    assert str(caught.value) == expected
+    assert "\n" not in str(caught.value)
+
+
+def test_unknown_key_in_a_file_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text("[server]\nprot = 1\n")
+    with pytest.raises(SettingsError, match=r"invalid setting server\.prot: no such setting"):
+        load_settings(config, environ={})
+    config.write_text("[sever]\nport = 1\n")
+    with pytest.raises(SettingsError, match=r"unknown section \[sever\]"):
+        load_settings(config, environ={})
+
+
+PRODUCTION = {
+    "MITRA_SERVER_ENV": "production",
+    "MITRA_SERVER_SEED_DEMO": "false",
+    "MITRA_SERVER_ALLOWED_HOSTS": "mitra.example.com",
+}
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"MITRA_AUTH_JWT_SECRET": DEV_JWT_SECRET}, "auth.jwt_secret"),
+        ({"MITRA_AUTH_JWT_SECRET": "short"}, "auth.jwt_secret"),
+        ({"MITRA_SERVER_SEED_DEMO": "true"}, "server.seed_demo"),
+        ({"MITRA_SERVER_ALLOWED_HOSTS": "*"}, "server.allowed_hosts"),
+        ({"MITRA_AUTH_JWT_ALGORITHM": "RS256"}, "auth.jwt_private_key_file"),
+    ],
+)
+def test_production_refuses_development_defaults(override: dict[str, str], key: str) -> None:
+    environ = {**PRODUCTION, "MITRA_AUTH_JWT_SECRET": STRONG_SECRET, **override}
+    with pytest.raises(SettingsError, match=rf"invalid setting {key}"):
+        load_settings(environ=environ)
+
+
+def test_production_starts_with_real_values() -> None:
+    settings = load_settings(environ={**PRODUCTION, "MITRA_AUTH_JWT_SECRET": STRONG_SECRET})
+    assert settings.is_production
+
+
+def test_env_var_mapping() -> None:
+    assert setting_for_env_var("MITRA_AUTH_JWT_SECRET") == ("auth", "jwt_secret")
+    assert setting_for_env_var("MITRA_ACTORS_IDLE_TIMEOUT_SECONDS") == (
+        "actors",
+        "idle_timeout_seconds",
+    )
+    assert setting_for_env_var("MITRA_AUTH_NOPE") is None
+    assert setting_for_env_var("PATH") is None
+
+
+def test_docker_compose_sets_only_real_settings() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    variables: set[str] = set()
+    for name, service in compose["services"].items():
+        environment = service.get("environment", {})
+        if name.startswith(("mitra", "migrate")):
+            assert environment, f"{name} has no MITRA_* configuration"
+        variables |= {key for key in environment if key.startswith("MITRA_")}
+    assert {"MITRA_DATABASE_URL", "MITRA_STREAMS_URL", "MITRA_AUTH_JWT_SECRET"} <= variables
+    unknown = sorted(v for v in variables if setting_for_env_var(v) is None)
+    assert unknown == []
+    app_services = [name for name in compose["services"] if name.startswith("mitra-")]
+    assert len(app_services) == 2
+    assert {"postgres", "kafka", "prometheus"} <= set(compose["services"])
+    assert "broker,controller" in compose["services"]["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+
+
+def test_sections_cover_the_documented_file() -> None:
+    with (ROOT / "config" / "default.toml").open("rb") as handle:
+        assert set(tomllib.load(handle)) == set(SECTIONS)
