@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 pytestmark = pytest.mark.slow
+REPO_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 def free_port() -> int:
@@ -47,7 +48,7 @@ async def test_first_start_serves_and_its_printed_login_works(tmp_path: Path) ->
         "--port",
         str(port),
         cwd=tmp_path,
-        env={**environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        env={**environ, "PYTHONPATH": REPO_ROOT},
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )

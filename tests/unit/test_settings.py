@@ -44,10 +44,10 @@ def test_every_documented_key_has_a_comment() -> None:
 
 def test_file_then_environment_override(tmp_path: Path) -> None:
     config = tmp_path / "mitra.toml"
-    config.write_text('[server]\nport = 9000\nhost = "0.0.0.0"\n[logging]\nlevel = "DEBUG"\n')
+    config.write_text('[server]\nport = 9000\nhost = "127.0.0.2"\n[logging]\nlevel = "DEBUG"\n')
     settings = load_settings(config, environ={"MITRA_SERVER_PORT": "9100"})
     assert settings.server.port == 9100
-    assert settings.server.host == "0.0.0.0"
+    assert settings.server.host == "127.0.0.2"
     assert settings.logging.level == "DEBUG"
     assert settings.database.url == "sqlite+aiosqlite:///var/mitra.db"
 
