@@ -79,6 +79,8 @@ async def truncate_all(url: str) -> None:
     tables = ", ".join(f'"{table.name}"' for table in Base.metadata.sorted_tables)
     try:
         async with database.engine.begin() as connection:
+            # A test that leaked an open transaction would otherwise make this wait forever.
+            await connection.execute(text("SET LOCAL lock_timeout = '10s'"))
             await connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
     finally:
         await database.dispose()
