@@ -1,0 +1,240 @@
+"""The topic catalog: every topic Mitra uses, declared once with its key, partitions and payload."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict
+
+from streams.envelope import Event, utc_now
+
+DEAD_LETTER_PREFIX = "dlq."
+DEAD_LETTER_PARTITIONS = 3
+DEAD_LETTER_EVENT_TYPE = "streams.dead_letter"
+
+
+class Payload(BaseModel):
+    """Base of every payload model: immutable, and unknown fields are an error, not a surprise."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChatCommand(Payload):
+    """A client asks the conversation to accept a message (WebSocket or WhatsApp origin)."""
+
+    conversation_id: UUID
+    sender_id: UUID
+    client_message_id: str
+    body: str
+    channel: Literal["app", "whatsapp"] = "app"
+
+
+class ChatEvent(Payload):
+    """A message the conversation accepted, with its sequence number; fanned out to sockets."""
+
+    conversation_id: UUID
+    seq: int
+    message_id: UUID
+    sender_id: UUID
+    body: str
+    channel: Literal["app", "whatsapp"] = "app"
+
+
+class WhatsAppInbound(Payload):
+    """A verified message from Meta's webhook, de-duplicated by `wa_message_id` downstream."""
+
+    wa_message_id: str
+    from_phone: str
+    to_phone_number_id: str
+    kind: str
+    body: str | None = None
+    received_at: datetime
+
+
+class WhatsAppOutbound(Payload):
+    """A message to send to a customer through the WhatsApp Cloud API."""
+
+    conversation_id: UUID
+    message_id: UUID
+    to_phone: str
+    body: str | None = None
+    template: str | None = None
+
+
+class PaymentEvent(Payload):
+    """A step of a payment saga or a verified provider webhook (Razorpay, Stripe)."""
+
+    payment_id: UUID
+    provider: Literal["razorpay", "stripe"]
+    provider_event_id: str | None = None
+    status: str
+    amount: Decimal
+    currency: str
+
+
+class ImportRow(Payload):
+    """One row of an uploaded import file (policies, customers), to validate and persist."""
+
+    import_id: UUID
+    row_number: int
+    data: dict[str, Any]
+
+
+class ImportResult(Payload):
+    """The outcome of one import row."""
+
+    import_id: UUID
+    row_number: int
+    ok: bool
+    errors: list[str] = []
+
+
+class AnalyticsEvent(Payload):
+    """A product analytics fact; keyed by tenant so counts per tenant stay in order."""
+
+    name: str
+    actor_id: str | None = None
+    properties: dict[str, Any] = {}
+
+
+class DeadLetterError(Payload):
+    """Why an event was dead-lettered."""
+
+    type: str
+    message: str
+    attempts: int
+
+
+class DeadLetter(Payload):
+    """An event a consumer group gave up on, with the error and where it was read from.
+
+    `original` is the original envelope (as JSON data) when it could be decoded; otherwise
+    `raw` holds the undecodable bytes as text (invalid UTF-8 replaced).
+    """
+
+    group: str
+    topic: str
+    partition: int
+    offset: int
+    error: DeadLetterError
+    original: dict[str, Any] | None = None
+    raw: str | None = None
+
+
+P = TypeVar("P", bound=Payload)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """What a broker needs to create a topic: its name and partition count."""
+
+    name: str
+    partitions: int
+
+
+@dataclass(frozen=True)
+class Topic(Generic[P]):
+    """A topic declared once: name, what its key is, partition count, and the payload model."""
+
+    name: str
+    key: str
+    partitions: int
+    schema: type[P]
+    description: str = ""
+
+    def spec(self, prefix: str = "") -> TopicSpec:
+        """The broker spec, optionally under a name prefix (tests use one per run)."""
+        return TopicSpec(prefix + self.name, self.partitions)
+
+    def event(
+        self,
+        *,
+        type: str,  # the envelope's field name, so callers write type=...
+        tenant_id: str,
+        key: str,
+        payload: P,
+        occurred_at: datetime | None = None,
+        version: int = 1,
+    ) -> Event:
+        """An envelope for this topic around a typed, validated payload."""
+        if not isinstance(payload, self.schema):
+            got = payload.__class__.__name__
+            raise TypeError(f"{self.name} carries {self.schema.__name__}, not {got}")
+        return Event(
+            type=type,
+            tenant_id=tenant_id,
+            key=key,
+            occurred_at=occurred_at or utc_now(),
+            version=version,
+            payload=payload.model_dump(mode="json"),
+        )
+
+    def payload(self, event: Event) -> P:
+        """The event's payload parsed as this topic's model (raises pydantic's ValidationError)."""
+        return self.schema.model_validate(event.payload)
+
+
+CHAT_COMMANDS = Topic(
+    "chat.commands", "conversation id", 12, ChatCommand, "messages offered to a conversation"
+)
+CHAT_EVENTS = Topic(
+    "chat.events", "conversation id", 12, ChatEvent, "accepted messages, fanned out to sockets"
+)
+WHATSAPP_INBOUND = Topic(
+    "whatsapp.inbound", "customer phone (E.164)", 6, WhatsAppInbound, "verified Meta webhooks"
+)
+WHATSAPP_OUTBOUND = Topic(
+    "whatsapp.outbound", "conversation id", 6, WhatsAppOutbound, "messages to send via Meta"
+)
+PAYMENTS_EVENTS = Topic(
+    "payments.events", "payment id", 6, PaymentEvent, "payment saga steps and provider webhooks"
+)
+IMPORTS_ROWS = Topic("imports.rows", "import id", 6, ImportRow, "rows of uploaded imports")
+IMPORTS_RESULTS = Topic("imports.results", "import id", 6, ImportResult, "outcome per import row")
+ANALYTICS_EVENTS = Topic("analytics.events", "tenant id", 3, AnalyticsEvent, "product analytics")
+
+CATALOG: dict[str, Topic[Any]] = {
+    t.name: t
+    for t in (
+        CHAT_COMMANDS,
+        CHAT_EVENTS,
+        WHATSAPP_INBOUND,
+        WHATSAPP_OUTBOUND,
+        PAYMENTS_EVENTS,
+        IMPORTS_ROWS,
+        IMPORTS_RESULTS,
+        ANALYTICS_EVENTS,
+    )
+}
+
+
+def dead_letter_topic(group: str) -> Topic[DeadLetter]:
+    """The dead-letter topic of a consumer group, `dlq.<group>`, keyed like the original."""
+    if not group:
+        raise ValueError("a consumer group needs a name")
+    return Topic(
+        DEAD_LETTER_PREFIX + group,
+        "the original event's key",
+        DEAD_LETTER_PARTITIONS,
+        DeadLetter,
+        f"events the {group!r} group gave up on",
+    )
+
+
+def catalog_specs(prefix: str = "", groups: tuple[str, ...] = ()) -> list[TopicSpec]:
+    """Specs for every catalog topic, plus the dead-letter topic of each named group."""
+    specs = [t.spec(prefix) for t in CATALOG.values()]
+    specs += [dead_letter_topic(g).spec(prefix) for g in groups]
+    return specs
+
+
+def partitions_of(name: str, default: int) -> int:
+    """The catalog's partition count for a topic name, or `default` for unknown topics."""
+    if name.startswith(DEAD_LETTER_PREFIX):
+        return DEAD_LETTER_PARTITIONS
+    topic = CATALOG.get(name)
+    return topic.partitions if topic else default
