@@ -22,6 +22,7 @@ from handlers.keys import (
     NOTIFIER,
     READINESS_CHECKS,
     SETTINGS,
+    STREAMS,
     ReadinessCheck,
 )
 from handlers.middlewares import MIDDLEWARES
@@ -31,6 +32,7 @@ from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, Token
 from mitra.db import Database
 from mitra.observability import HttpMetrics
 from mitra.settings import Settings
+from streams.factory import streams_from_settings
 
 log = logging.getLogger("mitra.app")
 
@@ -45,6 +47,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app[HTTP_METRICS] = HttpMetrics(registry)
     app[READINESS_CHECKS] = {}
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_streams)
     for module in (health, auth, users):
         app.router.add_routes(module.routes)
     return app
@@ -71,3 +74,19 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
+
+
+async def _streams(app: web.Application) -> AsyncIterator[None]:
+    streams = streams_from_settings(app[SETTINGS].streams, app[METRICS])
+    # start() does not fail when a broker is down: it retries in the background and /ready says so.
+    await streams.start()
+    app[STREAMS] = streams
+
+    async def streams_ready() -> None:
+        ok, detail = await streams.health()
+        if not ok:
+            raise ConnectionError(detail)
+
+    add_readiness_check(app, "streams", streams_ready)
+    yield
+    await streams.stop()

@@ -12,6 +12,7 @@ from mitra.auth import AuthService, Notifier
 from mitra.db import Database
 from mitra.observability import HttpMetrics
 from mitra.settings import Settings
+from streams import Streams
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -22,4 +23,5 @@ AUTH = web.AppKey("auth", AuthService)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 METRICS = web.AppKey("metrics_registry", Registry)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
+STREAMS = web.AppKey("streams", Streams)
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])

@@ -74,6 +74,16 @@ class DatabaseSettings(_Section):
 
 class StreamsSettings(_Section):
     url: str = "memory://"
+    kafka_idempotence: bool = True
+    kafka_client_id: str = "mitra"
+    kafka_replication_factor: int = Field(1, ge=1)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = Field("", repr=False)
+    kafka_ssl_cafile: str = ""
+    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
 
     @field_validator("url")
     @classmethod

@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from aioprometheus.collectors import Registry
+
+from mitra.settings import StreamsSettings
 from streams.base import Streams
+from streams.topics import catalog_specs
 
 
 def create_streams(url: str, **options: Any) -> Streams:
@@ -26,3 +30,33 @@ def create_streams(url: str, **options: Any) -> Streams:
 
         return KafkaStreams(servers, **options)
     raise ValueError(f"unknown streams URL {url!r}; expected memory:// or kafka://host:port")
+
+
+def streams_from_settings(settings: StreamsSettings, registry: Registry | None = None) -> Streams:
+    """The backend the configuration names, with its Kafka security and group timings."""
+    if not settings.url.startswith("kafka://"):
+        return create_streams(settings.url, registry=registry)
+    from streams.kafka import KafkaSecurity, KafkaTuning
+
+    security = KafkaSecurity(
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        sasl_username=settings.kafka_sasl_username or None,
+        sasl_password=settings.kafka_sasl_password or None,
+        ssl_cafile=settings.kafka_ssl_cafile or None,
+    )
+    tuning = KafkaTuning(
+        session_timeout_ms=settings.kafka_session_timeout_ms,
+        heartbeat_interval_ms=settings.kafka_heartbeat_interval_ms,
+    )
+    return create_streams(
+        settings.url,
+        security=security,
+        tuning=tuning,
+        enable_idempotence=settings.kafka_idempotence,
+        client_id=settings.kafka_client_id,
+        replication_factor=settings.kafka_replication_factor,
+        registry=registry,
+        # Created on every (re)connect, so a broker that was down at start-up still gets them.
+        topics=catalog_specs(),
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from typing import Any
 
 import orjson
@@ -134,14 +135,31 @@ async def test_ready_reports_each_check(
     client = await aiohttp_client(app)
     response = await client.get("/ready")
     assert response.status == 200
-    assert (await response.json())["data"]["checks"]["database"] == {"ok": True}
-    add_readiness_check(app, "streams", broken)
+    checks = (await response.json())["data"]["checks"]
+    assert checks == {"database": {"ok": True}, "streams": {"ok": True}}
+    add_readiness_check(app, "search", broken)
+    response = await client.get("/ready")
+    assert response.status == 503
+    body = await response.json()
+    assert body["message"] == "not ready: search"
+    assert body["errors"] == [{"field": "search", "message": "broker unreachable"}]
+    assert body["checks"]["database"] == {"ok": True}
+
+
+async def test_a_kafka_broker_down_at_start_up_is_not_ready_not_a_crash(
+    aiohttp_client: Any, make_settings: SettingsFactory
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    settings = make_settings(streams={"url": f"kafka://127.0.0.1:{closed_port}"})
+    client = await aiohttp_client(create_app(settings, notifier=RecordingNotifier()))
     response = await client.get("/ready")
     assert response.status == 503
     body = await response.json()
     assert body["message"] == "not ready: streams"
-    assert body["errors"] == [{"field": "streams", "message": "broker unreachable"}]
     assert body["checks"]["database"] == {"ok": True}
+    assert (await client.get("/health")).status == 200
 
 
 async def test_metrics_count_requests_by_route(client: TestClient[Any, Any], api: Api) -> None:
