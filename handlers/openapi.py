@@ -220,7 +220,7 @@ class _Schemas:
             parameters.append(_parameter(name, "path", True, typed.get(name, {"type": "string"})))
         props, required = self.fields(route.spec.query)
         for name, schema in props.items():
-            parameters.append(_parameter(name, "query", name in required, schema))
+            parameters.append(_parameter(name, "query", name in required, _not_null(schema)))
         return parameters
 
     def responses(self, spec: Operation) -> dict[str, Any]:
@@ -240,6 +240,20 @@ class _Schemas:
         for status in sorted(set(_implied_errors(spec)) | set(spec.errors)):
             responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": failure}
         return responses
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent or a string, never JSON null: drop the model's null branch."""
+    variants = schema.get("anyOf")
+    if not variants or {"type": "null"} not in variants:
+        return schema
+    rest = [variant for variant in variants if variant != {"type": "null"}]
+    cleaned = {key: value for key, value in schema.items() if key != "anyOf"}
+    if cleaned.get("default", ...) is None:
+        del cleaned["default"]
+    if len(rest) == 1:
+        return {**rest[0], **cleaned}
+    return {**cleaned, "anyOf": rest}
 
 
 def _parameter(name: str, where: str, required: bool, schema: dict[str, Any]) -> dict[str, Any]:
