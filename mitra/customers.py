@@ -219,7 +219,9 @@ class CustomerService:
                 customer.agent_id = value
             elif name == "user_id":
                 if value is not None:
-                    await require_user(session, value, {Role.POLICYHOLDER}, name, "policyholder")
+                    await require_user(
+                        session, value, frozenset({Role.POLICYHOLDER}), name, "policyholder"
+                    )
                 customer.user_id = value
 
 

@@ -19,6 +19,8 @@ from mitra.models import Role, User
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
+# Who may own a book: customers and policies belong to agents, not to admins.
+AGENT_ROLES = frozenset({Role.SENIOR_AGENT, Role.JUNIOR_AGENT})
 ANALYTICS_TOPIC = "analytics.events"
 
 # India keeps one offset all year (no daylight saving), so a fixed zone is exact and needs no
@@ -90,7 +92,7 @@ def count_of(statement: Select[Any]) -> Select[int]:
 
 
 async def require_user(
-    session: AsyncSession, user_id: uuid.UUID, roles: set[Role], field: str, what: str
+    session: AsyncSession, user_id: uuid.UUID, roles: frozenset[Role], field: str, what: str
 ) -> User:
     """A user of the session's tenant in one of `roles`, or an error naming `field`."""
     user = await session.get(User, user_id)
@@ -105,6 +107,3 @@ def escape_like(text: str) -> str:
 
 def digits(text: str) -> str:
     return "".join(ch for ch in text if ch.isdigit())
-
-
-AGENT_ROLES = {Role.SENIOR_AGENT, Role.JUNIOR_AGENT}
