@@ -12,14 +12,16 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aioprometheus.collectors import Registry
 
-from handlers import auth, health, users
+from handlers import auth, customers, docs, health, policies, users
 from handlers.keys import (
     ACCOUNTS,
     AUTH,
+    CUSTOMERS,
     DATABASE,
     HTTP_METRICS,
     METRICS,
     NOTIFIER,
+    POLICIES,
     READINESS_CHECKS,
     SETTINGS,
     STREAMS,
@@ -29,8 +31,10 @@ from handlers.middlewares import MIDDLEWARES
 from mitra import migrate
 from mitra.accounts import AccountService
 from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
+from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.observability import HttpMetrics
+from mitra.policies import PolicyService
 from mitra.settings import Settings
 from streams.factory import streams_from_settings
 
@@ -48,8 +52,9 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app[READINESS_CHECKS] = {}
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_streams)
-    for module in (health, auth, users):
+    for module in (health, auth, users, customers, policies, docs):
         app.router.add_routes(module.routes)
+    app.on_startup.append(docs.build_on_startup)
     return app
 
 
@@ -71,6 +76,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         database, settings.auth, hasher, TokenCodec(settings.auth), app[NOTIFIER]
     )
     app[ACCOUNTS] = AccountService(database, settings.auth, hasher)
+    app[CUSTOMERS] = CustomerService(database)
+    app[POLICIES] = PolicyService(database)
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers.envelope import ok
 from handlers.keys import ACCOUNTS, AUTH
+from handlers.openapi import operation
 from handlers.schemas.accounts import (
     LoginRequest,
     MfaRequiredResponse,
@@ -24,6 +25,7 @@ from mitra.auth import MfaChallengeIssued, TokenPair
 from mitra.models import Role
 
 routes = web.RouteTableDef()
+TAGS = ("auth",)
 
 
 def _tokens(pair: TokenPair) -> TokenResponse:
@@ -31,6 +33,15 @@ def _tokens(pair: TokenPair) -> TokenResponse:
 
 
 @routes.post("/api/v1/auth/register")
+@operation(
+    "Register a policyholder account",
+    tags=TAGS,
+    auth=False,
+    body=RegisterRequest,
+    response=UserResponse,
+    status=201,
+    errors=(403, 409),
+)
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterRequest)
     user = await request.app[ACCOUNTS].register(
@@ -48,6 +59,15 @@ async def register(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/login")
+@operation(
+    "Log in with email or phone number",
+    description="Answers with tokens, or with an MFA challenge when the account has MFA on.",
+    tags=TAGS,
+    auth=False,
+    body=LoginRequest,
+    response=TokenResponse | MfaRequiredResponse,
+    errors=(401, 423, 429),
+)
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginRequest)
     result = await request.app[AUTH].login(body.identifier, body.password, client_info(request))
@@ -57,6 +77,14 @@ async def login(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/verify-otp")
+@operation(
+    "Finish an MFA login with the one-time code",
+    tags=TAGS,
+    auth=False,
+    body=VerifyOtpRequest,
+    response=TokenResponse,
+    errors=(401, 429),
+)
 async def verify_otp(request: web.Request) -> web.Response:
     body = await parse_body(request, VerifyOtpRequest)
     pair = await request.app[AUTH].verify_otp(body.mfa_token, body.otp_code, client_info(request))
@@ -64,12 +92,22 @@ async def verify_otp(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/refresh")
+@operation(
+    "Rotate a refresh token",
+    description="A reused refresh token revokes its whole session.",
+    tags=TAGS,
+    auth=False,
+    body=RefreshRequest,
+    response=TokenResponse,
+    errors=(401,),
+)
 async def refresh(request: web.Request) -> web.Response:
     body = await parse_body(request, RefreshRequest)
     return ok(_tokens(await request.app[AUTH].refresh(body.refresh_token)), message="refreshed")
 
 
 @routes.post("/api/v1/auth/logout")
+@operation("Log out: revoke this session", tags=TAGS)
 async def logout(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     await request.app[AUTH].logout(principal)
@@ -77,6 +115,14 @@ async def logout(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/request-password-reset")
+@operation(
+    "Ask for a password reset message",
+    description="The same answer whether or not the email is registered.",
+    tags=TAGS,
+    auth=False,
+    body=PasswordResetRequest,
+    errors=(429,),
+)
 async def request_password_reset(request: web.Request) -> web.Response:
     body = await parse_body(request, PasswordResetRequest)
     await request.app[AUTH].request_password_reset(body.email, client_info(request))
@@ -84,6 +130,13 @@ async def request_password_reset(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/auth/reset-password")
+@operation(
+    "Set a new password with a reset token",
+    tags=TAGS,
+    auth=False,
+    body=ResetPasswordRequest,
+    errors=(429,),
+)
 async def reset_password(request: web.Request) -> web.Response:
     body = await parse_body(request, ResetPasswordRequest)
     await request.app[AUTH].reset_password(body.token, body.new_password, client_info(request))

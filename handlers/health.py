@@ -9,6 +9,8 @@ from aioprometheus.renderer import render
 
 from handlers.envelope import failure, ok
 from handlers.keys import METRICS, READINESS_CHECKS
+from handlers.openapi import RawResponse, operation
+from handlers.schemas.common import HealthResponse, ReadyResponse
 from mitra.errors import FieldError
 
 routes = web.RouteTableDef()
@@ -17,11 +19,19 @@ CHECK_TIMEOUT_SECONDS = 2.0
 
 
 @routes.get("/health")
+@operation("Liveness", tags=("operations",), auth=False, response=HealthResponse)
 async def health(request: web.Request) -> web.Response:
     return ok({"status": "alive"})
 
 
 @routes.get("/ready")
+@operation(
+    "Readiness: every dependency answers",
+    tags=("operations",),
+    auth=False,
+    response=ReadyResponse,
+    errors=(503,),
+)
 async def ready(request: web.Request) -> web.Response:
     """Every registered check must pass within its timeout; 503 names the ones that failed."""
     checks = request.app[READINESS_CHECKS]
@@ -46,6 +56,12 @@ async def ready(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@operation(
+    "Prometheus metrics",
+    tags=("operations",),
+    auth=False,
+    raw=RawResponse("text/plain", {"type": "string"}, "Prometheus text exposition"),
+)
 async def metrics(request: web.Request) -> web.Response:
     body, headers = render(request.app[METRICS], request.headers.getall("Accept", []))
     return web.Response(body=body, headers=headers)

@@ -9,8 +9,10 @@ from aioprometheus.collectors import Registry
 
 from mitra.accounts import AccountService
 from mitra.auth import AuthService, Notifier
+from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.observability import HttpMetrics
+from mitra.policies import PolicyService
 from mitra.settings import Settings
 from streams import Streams
 
@@ -21,6 +23,9 @@ DATABASE = web.AppKey("database", Database)
 NOTIFIER = web.AppKey("notifier", Notifier)
 AUTH = web.AppKey("auth", AuthService)
 ACCOUNTS = web.AppKey("accounts", AccountService)
+CUSTOMERS = web.AppKey("customers", CustomerService)
+POLICIES = web.AppKey("policies", PolicyService)
+OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 METRICS = web.AppKey("metrics_registry", Registry)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 STREAMS = web.AppKey("streams", Streams)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from handlers.envelope import ok
 from handlers.keys import ACCOUNTS
+from handlers.openapi import operation
 from handlers.schemas.accounts import CreateUserRequest, UpdateMeRequest, UserResponse
 from handlers.security import authenticate, require_role
 from handlers.validation import parse_body
@@ -13,11 +14,13 @@ from mitra.accounts import NewUser, ProfileChanges
 from mitra.models import Role
 
 routes = web.RouteTableDef()
+TAGS = ("users",)
 
 ADMINS = (Role.SUPER_ADMIN, Role.PROVIDER_ADMIN)
 
 
 @routes.get("/api/v1/users/me")
+@operation("The caller's profile", tags=TAGS, response=UserResponse)
 async def get_me(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     user = await request.app[ACCOUNTS].get(principal)
@@ -25,6 +28,13 @@ async def get_me(request: web.Request) -> web.Response:
 
 
 @routes.patch("/api/v1/users/me")
+@operation(
+    "Change the caller's profile, MFA or password",
+    tags=TAGS,
+    body=UpdateMeRequest,
+    response=UserResponse,
+    errors=(409,),
+)
 async def update_me(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await parse_body(request, UpdateMeRequest)
@@ -34,6 +44,14 @@ async def update_me(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/v1/users")
+@operation(
+    "Create a staff account (tenant admins)",
+    tags=TAGS,
+    body=CreateUserRequest,
+    response=UserResponse,
+    status=201,
+    errors=(403, 409),
+)
 async def create_user(request: web.Request) -> web.Response:
     principal = await require_role(request, ADMINS)
     body = await parse_body(request, CreateUserRequest)

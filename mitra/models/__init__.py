@@ -10,12 +10,24 @@ from mitra.models.accounts import (
     User,
 )
 from mitra.models.outbox import OutboxEvent
+from mitra.models.policies import (
+    Customer,
+    Policy,
+    PolicyStatus,
+    PolicyType,
+    PremiumFrequency,
+)
 
 __all__ = [
     "AuthSession",
+    "Customer",
     "OtpChallenge",
     "OutboxEvent",
     "PasswordResetToken",
+    "Policy",
+    "PolicyStatus",
+    "PolicyType",
+    "PremiumFrequency",
     "RefreshToken",
     "Role",
     "Tenant",
