@@ -9,6 +9,7 @@ from mitra.models.accounts import (
     Tenant,
     User,
 )
+from mitra.models.chat import Conversation, ConversationMember, Message
 from mitra.models.outbox import OutboxEvent
 from mitra.models.policies import (
     Customer,
@@ -20,7 +21,10 @@ from mitra.models.policies import (
 
 __all__ = [
     "AuthSession",
+    "Conversation",
+    "ConversationMember",
     "Customer",
+    "Message",
     "OtpChallenge",
     "OutboxEvent",
     "PasswordResetToken",

@@ -1,0 +1,19 @@
+"""Chat: conversations and their members, message history, and the group-committing writer."""
+
+from mitra.chat.conversations import (
+    ConversationService,
+    ConversationState,
+    ConversationSummary,
+    StoredMessage,
+)
+from mitra.chat.writer import MessageWriter, PendingMessage, WriteRejected
+
+__all__ = [
+    "ConversationService",
+    "ConversationState",
+    "ConversationSummary",
+    "MessageWriter",
+    "PendingMessage",
+    "StoredMessage",
+    "WriteRejected",
+]

@@ -1,0 +1,411 @@
+"""Conversations: who may open one, who is in it, what it holds and how far each member read."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mitra import access
+from mitra.auth.principal import Principal
+from mitra.db import Database, Scope, UnitOfWork
+from mitra.errors import InvalidInput, NotFound
+from mitra.models import Conversation, ConversationMember, Customer, Message, Role, User
+from mitra.records import ANALYTICS_TOPIC
+
+MAX_HISTORY_PAGE = 200
+# A client retrying a lost ack does so within moments; remembering the client ids of this many
+# recent messages per conversation covers that without a read per message.
+DEDUPE_WINDOW = 500
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """A message as members see it."""
+
+    conversation_id: uuid.UUID
+    seq: int
+    message_id: uuid.UUID
+    sender_id: uuid.UUID | None
+    client_msg_id: str
+    body: str
+    channel: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True)
+class ConversationSummary:
+    id: uuid.UUID
+    customer_id: uuid.UUID | None
+    title: str | None
+    member_ids: tuple[uuid.UUID, ...]
+    last_seq: int
+    last_message_at: datetime | None
+    unread: int
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class ConversationState:
+    """What a conversation actor needs to take over: members, the last seq, recent client ids."""
+
+    conversation_id: uuid.UUID
+    tenant_id: uuid.UUID
+    member_ids: frozenset[uuid.UUID]
+    last_seq: int
+    recent: tuple[StoredMessage, ...]
+
+
+STAFF_ROLES = frozenset(role for role in Role if role.is_staff)
+
+
+class ConversationService:
+    """Opening conversations, membership checks, history, read positions and actor state."""
+
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def open_with_customer(
+        self, principal: Principal, customer_id: uuid.UUID
+    ) -> tuple[ConversationSummary, bool]:
+        """The agent's conversation with their customer (made on first call); True if new.
+
+        The customer's linked policyholder account, when there is one, is a member; the
+        customer's own agent is one too when an admin opens it.
+        """
+        async with self._db.unit_of_work(Scope.tenant(principal.tenant_id)) as uow:
+            session = uow.session
+            customer = (
+                await session.execute(
+                    select(Customer).where(
+                        Customer.id == customer_id,
+                        Customer.deleted_at.is_(None),
+                        access.customers_visible(principal),
+                    )
+                )
+            ).scalar_one_or_none()
+            if customer is None:
+                raise NotFound("customer not found")
+            if not principal.role.is_staff:
+                raise InvalidInput.for_field("customer_id", "only staff open customer chats")
+            existing = (
+                await session.execute(
+                    select(Conversation.id)
+                    .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+                    .where(
+                        Conversation.customer_id == customer.id,
+                        ConversationMember.user_id == principal.user_id,
+                    )
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return await self._summary(session, principal, existing), False
+            members = {principal.user_id, customer.agent_id}
+            if customer.user_id is not None:
+                members.add(customer.user_id)
+            conversation = await self._create(session, principal, members, customer_id=customer.id)
+            _emit_opened(uow, principal, conversation.id, customer.agent_id, "customer")
+            summary = await self._summary(session, principal, conversation.id)
+        return summary, True
+
+    async def open_among_staff(
+        self, principal: Principal, participant_ids: Sequence[uuid.UUID], title: str | None
+    ) -> ConversationSummary:
+        if not principal.role.is_staff:
+            raise InvalidInput.for_field("participant_ids", "only staff open staff chats")
+        members = {principal.user_id, *participant_ids}
+        if len(members) < 2:
+            raise InvalidInput.for_field("participant_ids", "name at least one other person")
+        if len(members) > 50:
+            raise InvalidInput.for_field("participant_ids", "at most 50 members")
+        async with self._db.unit_of_work(Scope.tenant(principal.tenant_id)) as uow:
+            found = (
+                await uow.session.execute(
+                    select(User.id).where(
+                        User.id.in_(members), User.is_active, User.role.in_(STAFF_ROLES)
+                    )
+                )
+            ).scalars()
+            missing = members - set(found)
+            if missing:
+                raise InvalidInput.for_field(
+                    "participant_ids", f"{len(missing)} of them are not active staff of the agency"
+                )
+            conversation = await self._create(uow.session, principal, members, title=title)
+            _emit_opened(uow, principal, conversation.id, principal.user_id, "staff")
+            return await self._summary(uow.session, principal, conversation.id)
+
+    async def _create(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        members: set[uuid.UUID],
+        *,
+        customer_id: uuid.UUID | None = None,
+        title: str | None = None,
+    ) -> Conversation:
+        conversation = Conversation(
+            id=uuid.uuid4(),
+            tenant_id=principal.tenant_id,
+            customer_id=customer_id,
+            created_by=principal.user_id,
+            title=title,
+        )
+        session.add(conversation)
+        session.add_all(
+            ConversationMember(
+                tenant_id=principal.tenant_id, conversation_id=conversation.id, user_id=user_id
+            )
+            for user_id in sorted(members)
+        )
+        await session.flush()
+        return conversation
+
+    async def list_for(self, principal: Principal) -> list[ConversationSummary]:
+        """The caller's conversations, newest activity first, with unread counts."""
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            mine = select(ConversationMember.conversation_id).where(
+                ConversationMember.user_id == principal.user_id
+            )
+            ids = list((await session.execute(mine)).scalars())
+            summaries = await self._summaries(session, principal, ids)
+        return sorted(
+            summaries,
+            key=lambda s: (s.last_message_at or s.created_at, s.created_at),
+            reverse=True,
+        )
+
+    async def get(self, principal: Principal, conversation_id: uuid.UUID) -> ConversationSummary:
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            return await self._summary(session, principal, conversation_id)
+
+    async def require_member(self, principal: Principal, conversation_id: uuid.UUID) -> None:
+        """404 unless the caller is a member: outsiders cannot tell a chat exists."""
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            await self._require_member(session, principal, conversation_id)
+
+    async def history(
+        self,
+        principal: Principal,
+        conversation_id: uuid.UUID,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[StoredMessage]:
+        """Messages in seq order: after `after_seq` (oldest first) or before `before_seq`."""
+        if not 1 <= limit <= MAX_HISTORY_PAGE:
+            raise InvalidInput.for_field("limit", f"must be between 1 and {MAX_HISTORY_PAGE}")
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            await self._require_member(session, principal, conversation_id)
+            return await self.messages_in(
+                session, conversation_id, before_seq=before_seq, after_seq=after_seq, limit=limit
+            )
+
+    async def messages_in(
+        self,
+        session: AsyncSession,
+        conversation_id: uuid.UUID,
+        *,
+        before_seq: int | None = None,
+        after_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[StoredMessage]:
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        if after_seq is not None:
+            query = query.where(Message.seq > after_seq)
+        if before_seq is not None:
+            query = query.where(Message.seq < before_seq)
+        if after_seq is None:
+            # Paging back from the newest: take the last `limit`, return them oldest first.
+            rows = list(
+                (await session.execute(query.order_by(Message.seq.desc()).limit(limit))).scalars()
+            )
+            rows.reverse()
+        else:
+            rows = list((await session.execute(query.order_by(Message.seq).limit(limit))).scalars())
+        return [stored(row) for row in rows]
+
+    async def messages_since(
+        self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, since_seq: int, limit: int
+    ) -> list[StoredMessage]:
+        """What a reconnecting member missed (membership checked by the caller)."""
+        async with self._db.session(Scope.tenant(tenant_id)) as session:
+            return await self.messages_in(
+                session, conversation_id, after_seq=since_seq, limit=limit
+            )
+
+    async def mark_read(self, principal: Principal, conversation_id: uuid.UUID, seq: int) -> int:
+        """Move the caller's read position forward (never back, never past the last message)."""
+        async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
+            await self._require_member(session, principal, conversation_id)
+            last = await _last_seq(session, conversation_id)
+            position = max(0, min(seq, last))
+            await session.execute(
+                update(ConversationMember)
+                .where(
+                    ConversationMember.conversation_id == conversation_id,
+                    ConversationMember.user_id == principal.user_id,
+                    ConversationMember.last_read_seq < position,
+                )
+                .values(last_read_seq=position)
+            )
+            current = await session.scalar(
+                select(ConversationMember.last_read_seq).where(
+                    ConversationMember.conversation_id == conversation_id,
+                    ConversationMember.user_id == principal.user_id,
+                )
+            )
+        return int(current or 0)
+
+    async def state(self, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> ConversationState:
+        """Durable state a conversation actor rebuilds itself from when it activates."""
+        async with self._db.session(Scope.tenant(tenant_id)) as session:
+            exists = await session.get(Conversation, conversation_id)
+            if exists is None:
+                raise NotFound("conversation not found")
+            members = frozenset(
+                (
+                    await session.execute(
+                        select(ConversationMember.user_id).where(
+                            ConversationMember.conversation_id == conversation_id
+                        )
+                    )
+                ).scalars()
+            )
+            recent = await self.messages_in(session, conversation_id, limit=DEDUPE_WINDOW)
+        last_seq = recent[-1].seq if recent else 0
+        return ConversationState(conversation_id, tenant_id, members, last_seq, tuple(recent))
+
+    async def _require_member(
+        self, session: AsyncSession, principal: Principal, conversation_id: uuid.UUID
+    ) -> None:
+        member = await session.scalar(
+            select(ConversationMember.id).where(
+                ConversationMember.conversation_id == conversation_id,
+                ConversationMember.user_id == principal.user_id,
+            )
+        )
+        if member is None:
+            raise NotFound("conversation not found")
+
+    async def _summary(
+        self, session: AsyncSession, principal: Principal, conversation_id: uuid.UUID
+    ) -> ConversationSummary:
+        await self._require_member(session, principal, conversation_id)
+        (summary,) = await self._summaries(session, principal, [conversation_id])
+        return summary
+
+    async def _summaries(
+        self, session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID]
+    ) -> list[ConversationSummary]:
+        if not ids:
+            return []
+        conversations = {
+            c.id: c
+            for c in (
+                await session.execute(select(Conversation).where(Conversation.id.in_(ids)))
+            ).scalars()
+        }
+        members: dict[uuid.UUID, list[uuid.UUID]] = {cid: [] for cid in conversations}
+        read: dict[uuid.UUID, int] = {}
+        for conversation_id, user_id, last_read in await session.execute(
+            select(
+                ConversationMember.conversation_id,
+                ConversationMember.user_id,
+                ConversationMember.last_read_seq,
+            ).where(ConversationMember.conversation_id.in_(ids))
+        ):
+            members[conversation_id].append(user_id)
+            if user_id == principal.user_id:
+                read[conversation_id] = last_read
+        latest = {
+            conversation_id: (last_seq, last_at)
+            for conversation_id, last_seq, last_at in await session.execute(
+                select(Message.conversation_id, func.max(Message.seq), func.max(Message.sent_at))
+                .where(Message.conversation_id.in_(ids))
+                .group_by(Message.conversation_id)
+            )
+        }
+        # Unread: others' messages past my read position (my own are read by definition).
+        unread = dict(
+            (
+                await session.execute(
+                    select(Message.conversation_id, func.count())
+                    .join(
+                        ConversationMember,
+                        and_(
+                            ConversationMember.conversation_id == Message.conversation_id,
+                            ConversationMember.user_id == principal.user_id,
+                        ),
+                    )
+                    .where(
+                        Message.conversation_id.in_(ids),
+                        Message.seq > ConversationMember.last_read_seq,
+                        Message.sender_id.is_distinct_from(principal.user_id),
+                    )
+                    .group_by(Message.conversation_id)
+                )
+            ).tuples()
+        )
+        summaries = []
+        for conversation_id, conversation in conversations.items():
+            last_seq, last_at = latest.get(conversation_id, (0, None))
+            summaries.append(
+                ConversationSummary(
+                    id=conversation_id,
+                    customer_id=conversation.customer_id,
+                    title=conversation.title,
+                    member_ids=tuple(sorted(members[conversation_id])),
+                    last_seq=int(last_seq or 0),
+                    last_message_at=last_at,
+                    unread=int(unread.get(conversation_id, 0)),
+                    created_at=conversation.created_at,
+                )
+            )
+        return summaries
+
+
+async def _last_seq(session: AsyncSession, conversation_id: uuid.UUID) -> int:
+    value = await session.scalar(
+        select(func.max(Message.seq)).where(Message.conversation_id == conversation_id)
+    )
+    return int(value or 0)
+
+
+def stored(row: Message) -> StoredMessage:
+    return StoredMessage(
+        conversation_id=row.conversation_id,
+        seq=row.seq,
+        message_id=row.id,
+        sender_id=row.sender_id,
+        client_msg_id=row.client_msg_id,
+        body=row.body,
+        channel=row.channel,
+        sent_at=row.sent_at,
+    )
+
+
+def _emit_opened(
+    uow: UnitOfWork,
+    principal: Principal,
+    conversation_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    kind: str,
+) -> None:
+    uow.emit(
+        ANALYTICS_TOPIC,
+        key=str(principal.tenant_id),
+        event_type="conversation.opened",
+        payload={
+            "conversation_id": str(conversation_id),
+            "agent_id": str(agent_id),
+            "kind": kind,
+            "actor_id": str(principal.user_id),
+        },
+    )
