@@ -9,13 +9,16 @@ from mitra.models.accounts import (
     Tenant,
     User,
 )
-from mitra.models.outbox import OutboxEvent
+from mitra.models.analytics import AnalyticsDaily
+from mitra.models.outbox import OutboxEvent, ProcessedEvent
 
 __all__ = [
+    "AnalyticsDaily",
     "AuthSession",
     "OtpChallenge",
     "OutboxEvent",
     "PasswordResetToken",
+    "ProcessedEvent",
     "RefreshToken",
     "Role",
     "Tenant",
