@@ -12,14 +12,17 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aioprometheus.collectors import Registry
 
-from handlers import auth, health, users
+from handlers import analytics, auth, health, users
 from handlers.keys import (
     ACCOUNTS,
+    ANALYTICS,
+    ANALYTICS_CONSUMER,
     AUTH,
     DATABASE,
     HTTP_METRICS,
     METRICS,
     NOTIFIER,
+    OUTBOX,
     READINESS_CHECKS,
     SETTINGS,
     STREAMS,
@@ -28,11 +31,14 @@ from handlers.keys import (
 from handlers.middlewares import MIDDLEWARES
 from mitra import migrate
 from mitra.accounts import AccountService
+from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
 from mitra.db import Database
 from mitra.observability import HttpMetrics
 from mitra.settings import Settings
+from streams.analytics import AnalyticsConsumer
 from streams.factory import streams_from_settings
+from streams.outbox import OutboxRelay, RelayOptions
 
 log = logging.getLogger("mitra.app")
 
@@ -48,7 +54,9 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app[READINESS_CHECKS] = {}
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_streams)
-    for module in (health, auth, users):
+    app.cleanup_ctx.append(_outbox)
+    app.cleanup_ctx.append(_analytics_consumer)
+    for module in (health, auth, users, analytics):
         app.router.add_routes(module.routes)
     return app
 
@@ -71,6 +79,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         database, settings.auth, hasher, TokenCodec(settings.auth), app[NOTIFIER]
     )
     app[ACCOUNTS] = AccountService(database, settings.auth, hasher)
+    app[ANALYTICS] = AnalyticsService(database, settings.analytics)
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
@@ -90,3 +99,25 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
     add_readiness_check(app, "streams", streams_ready)
     yield
     await streams.stop()
+
+
+async def _outbox(app: web.Application) -> AsyncIterator[None]:
+    """The relay publishing committed outbox rows; woken by commits, polling for the rest."""
+    options = RelayOptions.from_settings(app[SETTINGS].streams)
+    relay = OutboxRelay(app[DATABASE], app[STREAMS], options, registry=app[METRICS])
+    await relay.start()
+    app[OUTBOX] = relay
+    yield
+    await relay.stop()
+
+
+async def _analytics_consumer(app: web.Application) -> AsyncIterator[None]:
+    """This instance's member of the `analytics` group, folding events into the dashboard."""
+    if not app[SETTINGS].analytics.consumer_enabled:
+        yield
+        return
+    consumer = AnalyticsConsumer(app[DATABASE], app[STREAMS], app[ANALYTICS], registry=app[METRICS])
+    await consumer.start()
+    app[ANALYTICS_CONSUMER] = consumer
+    yield
+    await consumer.stop()
