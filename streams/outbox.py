@@ -194,15 +194,15 @@ class OutboxRelay:
                 log.exception("outbox relay could not take the publishing lock")
                 leader = False
             self.metrics.leader.set({}, 1 if leader else 0)
+            await self._refresh_backlog()
             if not leader:
-                await self._refresh_backlog()
                 await sleep_or_stop(self._stopping, self.options.poll_interval)
                 continue
             # Cleared before reading, so a commit during this round triggers another one.
             self._wake.clear()
             try:
                 published = await self.relay_once()
-                await self._maintain()
+                await self._prune_now_and_then()
             except Exception as exc:
                 failures += 1
                 self.metrics.failures.inc({})
@@ -216,8 +216,10 @@ class OutboxRelay:
                 await sleep_or_stop(self._stopping, delay)
                 continue
             failures = 0
-            if published >= self.options.batch_size:
-                continue  # a full batch: there is probably more
+            if published >= self.options.batch_size or self._stopping.is_set():
+                # A full batch (probably more waiting), or stop() was called during the round:
+                # its wake-up may have been cleared above, so do not wait for another.
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.options.poll_interval)
 
@@ -290,8 +292,7 @@ class OutboxRelay:
         async with self.database.transaction(Scope.system()) as session:
             await session.execute(statement)
 
-    async def _maintain(self) -> None:
-        await self._refresh_backlog()
+    async def _prune_now_and_then(self) -> None:
         now = time.monotonic()
         if now - self._last_prune < self.options.prune_interval:
             return
