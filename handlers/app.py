@@ -12,15 +12,18 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aioprometheus.collectors import Registry
 
-from handlers import auth, customers, docs, health, policies, users
+from handlers import analytics, auth, customers, docs, health, policies, users
 from handlers.keys import (
     ACCOUNTS,
+    ANALYTICS,
+    ANALYTICS_CONSUMER,
     AUTH,
     CUSTOMERS,
     DATABASE,
     HTTP_METRICS,
     METRICS,
     NOTIFIER,
+    OUTBOX,
     POLICIES,
     READINESS_CHECKS,
     SETTINGS,
@@ -30,13 +33,16 @@ from handlers.keys import (
 from handlers.middlewares import MIDDLEWARES
 from mitra import migrate
 from mitra.accounts import AccountService
+from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
+from streams.analytics import AnalyticsConsumer
 from streams.factory import streams_from_settings
+from streams.outbox import OutboxRelay, RelayOptions
 
 log = logging.getLogger("mitra.app")
 
@@ -52,7 +58,9 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app[READINESS_CHECKS] = {}
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_streams)
-    for module in (health, auth, users, customers, policies, docs):
+    app.cleanup_ctx.append(_outbox)
+    app.cleanup_ctx.append(_analytics_consumer)
+    for module in (health, auth, users, customers, policies, analytics, docs):
         app.router.add_routes(module.routes)
     app.on_startup.append(docs.build_on_startup)
     return app
@@ -78,6 +86,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[ACCOUNTS] = AccountService(database, settings.auth, hasher)
     app[CUSTOMERS] = CustomerService(database)
     app[POLICIES] = PolicyService(database)
+    app[ANALYTICS] = AnalyticsService(database, settings.analytics)
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
@@ -97,3 +106,25 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
     add_readiness_check(app, "streams", streams_ready)
     yield
     await streams.stop()
+
+
+async def _outbox(app: web.Application) -> AsyncIterator[None]:
+    """The relay publishing committed outbox rows; woken by commits, polling for the rest."""
+    options = RelayOptions.from_settings(app[SETTINGS].streams)
+    relay = OutboxRelay(app[DATABASE], app[STREAMS], options, registry=app[METRICS])
+    await relay.start()
+    app[OUTBOX] = relay
+    yield
+    await relay.stop()
+
+
+async def _analytics_consumer(app: web.Application) -> AsyncIterator[None]:
+    """This instance's member of the `analytics` group, folding events into the dashboard."""
+    if not app[SETTINGS].analytics.consumer_enabled:
+        yield
+        return
+    consumer = AnalyticsConsumer(app[DATABASE], app[STREAMS], app[ANALYTICS], registry=app[METRICS])
+    await consumer.start()
+    app[ANALYTICS_CONSUMER] = consumer
+    yield
+    await consumer.stop()

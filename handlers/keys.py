@@ -8,6 +8,7 @@ from aiohttp import web
 from aioprometheus.collectors import Registry
 
 from mitra.accounts import AccountService
+from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, Notifier
 from mitra.customers import CustomerService
 from mitra.db import Database
@@ -15,6 +16,8 @@ from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
 from streams import Streams
+from streams.analytics import AnalyticsConsumer
+from streams.outbox import OutboxRelay
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 
@@ -29,4 +32,7 @@ OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 METRICS = web.AppKey("metrics_registry", Registry)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
 STREAMS = web.AppKey("streams", Streams)
+OUTBOX = web.AppKey("outbox_relay", OutboxRelay)
+ANALYTICS = web.AppKey("analytics", AnalyticsService)
+ANALYTICS_CONSUMER = web.AppKey("analytics_consumer", AnalyticsConsumer)
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])

@@ -250,7 +250,7 @@ class PolicyService:
                     "policy.status_changed",
                     policy,
                     principal,
-                    {"from": before.value, "to": policy.status.value},
+                    {"from_status": before.value, "to_status": policy.status.value},
                 )
         return policy
 

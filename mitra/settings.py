@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -84,6 +85,10 @@ class StreamsSettings(_Section):
     kafka_ssl_cafile: str = ""
     kafka_session_timeout_ms: int = Field(10_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    outbox_poll_interval_seconds: float = Field(1.0, gt=0)
+    outbox_batch_size: int = Field(200, ge=1, le=10_000)
+    outbox_retention_hours: float = Field(72.0, gt=0)
+    outbox_max_backoff_seconds: float = Field(30.0, gt=0)
 
     @field_validator("url")
     @classmethod
@@ -130,6 +135,20 @@ class ActorsSettings(_Section):
     restart_window_seconds: float = Field(60.0, gt=0)
 
 
+class AnalyticsSettings(_Section):
+    timezone: str = "Asia/Kolkata"
+    consumer_enabled: bool = True
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("expected an IANA time zone name such as Asia/Kolkata") from None
+        return value
+
+
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "text"] = "json"
@@ -149,6 +168,7 @@ class Settings(BaseModel):
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     actors: ActorsSettings = Field(default_factory=ActorsSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
 

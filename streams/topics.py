@@ -10,6 +10,8 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict
 
+from mitra.analytics import TOPIC as ANALYTICS_TOPIC
+from mitra.analytics import AnalyticsFact
 from streams.envelope import Event, utc_now
 
 DEAD_LETTER_PREFIX = "dlq."
@@ -93,12 +95,9 @@ class ImportResult(Payload):
     errors: list[str] = []
 
 
-class AnalyticsEvent(Payload):
-    """A product analytics fact; keyed by tenant so counts per tenant stay in order."""
-
-    name: str
-    actor_id: str | None = None
-    properties: dict[str, Any] = {}
+# The analytics payload is defined by the domain (`mitra.analytics`), because domain services emit
+# it through the outbox and the core may not import this package; the catalog names it here.
+AnalyticsEvent = AnalyticsFact
 
 
 class DeadLetterError(Payload):
@@ -125,7 +124,7 @@ class DeadLetter(Payload):
     raw: str | None = None
 
 
-P = TypeVar("P", bound=Payload)
+P = TypeVar("P", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -195,7 +194,9 @@ PAYMENTS_EVENTS = Topic(
 )
 IMPORTS_ROWS = Topic("imports.rows", "import id", 6, ImportRow, "rows of uploaded imports")
 IMPORTS_RESULTS = Topic("imports.results", "import id", 6, ImportResult, "outcome per import row")
-ANALYTICS_EVENTS = Topic("analytics.events", "tenant id", 3, AnalyticsEvent, "product analytics")
+ANALYTICS_EVENTS = Topic(
+    ANALYTICS_TOPIC, "tenant id", 3, AnalyticsEvent, "facts folded into the analytics dashboard"
+)
 
 CATALOG: dict[str, Topic[Any]] = {
     t.name: t

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from mitra.db._uow import UnitOfWork
 from mitra.settings import DatabaseSettings
 
 _SCOPE_KEY = "mitra_scope"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class Database:
         self.url: URL = make_url(settings.url)
         self.engine: AsyncEngine = _create_engine(settings, self.url)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._events_committed: list[Callable[[], None]] = []
 
     @property
     def is_sqlite(self) -> bool:
@@ -71,6 +74,30 @@ class Database:
 
     def unit_of_work(self, scope: Scope) -> AbstractAsyncContextManager[UnitOfWork]:
         return UnitOfWork.begin(self, scope)
+
+    def on_events_committed(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` after every unit of work that emitted outbox events has committed.
+
+        This is how the outbox relay wakes at once instead of waiting for its next poll, without
+        the core knowing about streams. Callbacks run on the committing task's thread and must
+        be quick and non-blocking (setting an event). Returns a function that unregisters it.
+        """
+        self._events_committed.append(callback)
+
+        def unregister() -> None:
+            if callback in self._events_committed:
+                self._events_committed.remove(callback)
+
+        return unregister
+
+    def notify_events_committed(self) -> None:
+        """Run the `on_events_committed` callbacks; one failing callback does not stop the rest."""
+        for callback in list(self._events_committed):
+            try:
+                callback()
+            except Exception:
+                # A waker is a hint: the relay polls anyway, so a failure here loses nothing.
+                log.exception("an events-committed callback failed")
 
     async def ping(self) -> None:
         async with self.engine.connect() as connection:

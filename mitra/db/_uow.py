@@ -21,6 +21,7 @@ class UnitOfWork:
     def __init__(self, session: AsyncSession, scope: Scope) -> None:
         self.session = session
         self.scope = scope
+        self.emitted = 0
 
     def emit(
         self,
@@ -47,10 +48,15 @@ class UnitOfWork:
             occurred_at=utcnow(),
         )
         self.session.add(event)
+        self.emitted += 1
         return event.event_id
 
     @classmethod
     @asynccontextmanager
     async def begin(cls, database: Database, scope: Scope) -> AsyncIterator[UnitOfWork]:
         async with database.transaction(scope) as session:
-            yield cls(session, scope)
+            unit = cls(session, scope)
+            yield unit
+        # Only after the commit: a relay woken earlier would not see the rows yet.
+        if unit.emitted:
+            database.notify_events_committed()

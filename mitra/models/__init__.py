@@ -9,8 +9,9 @@ from mitra.models.accounts import (
     Tenant,
     User,
 )
+from mitra.models.analytics import AnalyticsDaily
 from mitra.models.chat import Conversation, ConversationMember, Message
-from mitra.models.outbox import OutboxEvent
+from mitra.models.outbox import OutboxEvent, ProcessedEvent
 from mitra.models.policies import (
     Customer,
     Policy,
@@ -20,6 +21,7 @@ from mitra.models.policies import (
 )
 
 __all__ = [
+    "AnalyticsDaily",
     "AuthSession",
     "Conversation",
     "ConversationMember",
@@ -32,6 +34,7 @@ __all__ = [
     "PolicyStatus",
     "PolicyType",
     "PremiumFrequency",
+    "ProcessedEvent",
     "RefreshToken",
     "Role",
     "Tenant",

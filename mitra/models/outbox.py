@@ -1,4 +1,4 @@
-"""The transactional outbox: events written with the data, published by the relay after commit."""
+"""The transactional outbox (events written with the data) and the consumers' processed ids."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, String
+from sqlalchemy import JSON, BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mitra.db import Base, TenantOwned
+from mitra.db import Base, TenantOwned, utcnow
 
 
 class OutboxEvent(TenantOwned, Base):
@@ -32,3 +32,18 @@ class OutboxEvent(TenantOwned, Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     occurred_at: Mapped[datetime]
     published_at: Mapped[datetime | None]
+
+
+class ProcessedEvent(Base):
+    """An event id a consumer group has applied, written in the same transaction as its effects.
+
+    The unique (group, event_id) pair is what makes a redelivered event a no-op: the consumer
+    claims the id first, and a second claim of the same id inserts nothing.
+    """
+
+    __tablename__ = "processed_events"
+    __table_args__ = (UniqueConstraint("group", "event_id"),)
+
+    group: Mapped[str] = mapped_column(String(100))
+    event_id: Mapped[uuid.UUID]
+    processed_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -149,7 +149,7 @@ async def test_lifecycle_follows_the_transition_table(api: Api) -> None:
     assert status == 409
     assert body["errors"][0]["field"] == "status"
     changes = await _events(api, "policy.status_changed")
-    assert [(e.payload["from"], e.payload["to"]) for e in changes][:2] == [
+    assert [(e.payload["from_status"], e.payload["to_status"]) for e in changes][:2] == [
         ("pending", "active"),
         ("active", "grace"),
     ]

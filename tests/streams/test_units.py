@@ -88,7 +88,7 @@ def test_catalog_declares_every_topic_once_with_a_dead_letter_per_group() -> Non
     )
     e = CHAT_EVENTS.event(type="chat.accepted", tenant_id="t", key="c", payload=payload)
     assert CHAT_EVENTS.payload(e) == payload
-    wrong = AnalyticsEvent(name="x")
+    wrong = AnalyticsEvent(channel="x")
     with pytest.raises(TypeError):
         CHAT_EVENTS.event(type="x", tenant_id="t", key="c", payload=wrong)  # type: ignore[arg-type]
 

@@ -1,0 +1,91 @@
+"""Processed event ids in the database, recorded in the same transaction as a consumer's writes.
+
+`consume_once` is the way a consumer with database effects becomes idempotent:
+
+    async def handle(event: Event) -> None:
+        async with consume_once(database, "billing", event) as session:
+            if session is None:
+                return  # this group applied the event before: a redelivery or a replay
+            session.add(...)  # the effects; committed together with the event id
+
+The id is claimed first (an INSERT that does nothing when the row exists), so two members of a
+group that briefly handle the same event (a rebalance) cannot both apply it: on PostgreSQL the
+second INSERT waits for the first transaction and then inserts nothing. A handler that raises
+rolls back its writes and the claim together, so the retry starts clean.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import Table, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mitra.db import Database, Scope, utcnow
+from mitra.models import ProcessedEvent
+from streams.envelope import Event
+
+
+async def claim(session: AsyncSession, group: str, event_id: uuid.UUID) -> bool:
+    """Record that `group` processed `event_id` in `session`'s transaction; False if it had."""
+    values = {
+        "id": uuid.uuid4(),
+        "group": group,
+        "event_id": event_id,
+        "processed_at": utcnow(),
+        "created_at": utcnow(),
+        "updated_at": utcnow(),
+    }
+    dialect = session.get_bind().dialect.name
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table: Table = ProcessedEvent.__table__  # type: ignore[assignment]
+    statement = (
+        insert(table).values(values).on_conflict_do_nothing(index_elements=["group", "event_id"])
+    )
+    result = await session.execute(statement)
+    return bool(getattr(result, "rowcount", 0) == 1)
+
+
+@asynccontextmanager
+async def consume_once(
+    database: Database, group: str, event: Event, *, scope: Scope | None = None
+) -> AsyncIterator[AsyncSession | None]:
+    """A transaction for applying `event` once per `group`; yields None if it was applied before.
+
+    The session is scoped to the event's tenant unless `scope` says otherwise, so a consumer
+    cannot write another tenant's rows by mistake.
+    """
+    if scope is None:
+        scope = Scope.tenant(uuid.UUID(event.tenant_id))
+    async with database.transaction(scope) as session:
+        if not await claim(session, group, event.id):
+            yield None
+            return
+        yield session
+
+
+class DatabaseProcessedStore:
+    """A `ProcessedStore` over the `processed_events` table (see `streams.idempotency`).
+
+    `record` commits on its own, so with `idempotent()` a crash between the handler and the
+    record still runs the handler again; handlers that write to the database should use
+    `consume_once` instead, which records in their own transaction.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    async def seen(self, group: str, event_id: uuid.UUID) -> bool:
+        query = select(ProcessedEvent.id).where(
+            ProcessedEvent.group == group, ProcessedEvent.event_id == event_id
+        )
+        async with self.database.session(Scope.system()) as session:
+            return (await session.execute(query.limit(1))).first() is not None
+
+    async def record(self, group: str, event_id: uuid.UUID) -> None:
+        async with self.database.transaction(Scope.system()) as session:
+            await claim(session, group, event_id)
