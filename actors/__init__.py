@@ -1,1 +1,56 @@
-"""actors package."""
+"""Mitra's actor runtime: pykka actors bridged to asyncio, supervised, pooled and measured.
+
+Import from here; the modules behind it are private to the package's layout.
+"""
+
+from __future__ import annotations
+
+from actors.directory import Directory
+from actors.errors import ActorStopped, ActorTimeout, ActorUnavailable, RestartIntensityExceeded
+from actors.future import BridgeFuture
+from actors.mailbox import Mailbox, Termination
+from actors.metrics import ActorMetrics
+from actors.runtime import (
+    DEFAULT_ASK_TIMEOUT,
+    BridgedActor,
+    Runtime,
+    ask,
+    mailbox_of,
+    run_on_loop,
+    stop,
+)
+from actors.supervisor import (
+    ChildContext,
+    ChildSpec,
+    RestartStrategy,
+    Strategy,
+    Supervisor,
+    lookup,
+    supervisor_spec,
+)
+
+__all__ = [
+    "DEFAULT_ASK_TIMEOUT",
+    "ActorMetrics",
+    "ActorStopped",
+    "ActorTimeout",
+    "ActorUnavailable",
+    "BridgeFuture",
+    "BridgedActor",
+    "ChildContext",
+    "ChildSpec",
+    "Directory",
+    "Mailbox",
+    "RestartIntensityExceeded",
+    "RestartStrategy",
+    "Runtime",
+    "Strategy",
+    "Supervisor",
+    "Termination",
+    "ask",
+    "lookup",
+    "mailbox_of",
+    "run_on_loop",
+    "stop",
+    "supervisor_spec",
+]
