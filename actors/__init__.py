@@ -10,6 +10,7 @@ from actors.errors import ActorStopped, ActorTimeout, ActorUnavailable, RestartI
 from actors.future import BridgeFuture
 from actors.mailbox import Mailbox, Termination
 from actors.metrics import ActorMetrics
+from actors.pool import Activation, ActorPool
 from actors.runtime import (
     DEFAULT_ASK_TIMEOUT,
     BridgedActor,
@@ -31,7 +32,9 @@ from actors.supervisor import (
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
+    "Activation",
     "ActorMetrics",
+    "ActorPool",
     "ActorStopped",
     "ActorTimeout",
     "ActorUnavailable",
