@@ -8,6 +8,7 @@ from __future__ import annotations
 from actors.directory import Directory
 from actors.errors import ActorStopped, ActorTimeout, ActorUnavailable, RestartIntensityExceeded
 from actors.future import BridgeFuture
+from actors.loop_monitor import LoopLagMonitor
 from actors.mailbox import Mailbox, Termination
 from actors.metrics import ActorMetrics
 from actors.pool import Activation, ActorPool
@@ -29,6 +30,7 @@ from actors.supervisor import (
     lookup,
     supervisor_spec,
 )
+from actors.system import ActorSystem
 
 __all__ = [
     "DEFAULT_ASK_TIMEOUT",
@@ -36,6 +38,7 @@ __all__ = [
     "ActorMetrics",
     "ActorPool",
     "ActorStopped",
+    "ActorSystem",
     "ActorTimeout",
     "ActorUnavailable",
     "BridgeFuture",
@@ -43,6 +46,7 @@ __all__ = [
     "ChildContext",
     "ChildSpec",
     "Directory",
+    "LoopLagMonitor",
     "Mailbox",
     "RestartIntensityExceeded",
     "RestartStrategy",
