@@ -26,6 +26,9 @@ logger = logging.getLogger(__name__)
 
 _PENDING, _VALUE, _ERROR = 0, 1, 2
 
+# Waiters resolved per loop callback: bounds how long one loop iteration runs under a flood.
+_DRAIN_BATCH = 256
+
 
 class _LoopWaker:
     """Coalesces cross-thread wake-ups for one event loop.
@@ -56,8 +59,14 @@ class _LoopWaker:
 
     def _drain(self) -> None:
         with self._lock:
-            pending, self._pending = self._pending, []
-        for waiter in pending:
+            batch = self._pending[:_DRAIN_BATCH]
+            del self._pending[:_DRAIN_BATCH]
+            more = bool(self._pending)
+        if more:
+            # Producers only schedule a drain when the list was empty, so keep draining; one
+            # batch per loop iteration lets timers and sockets run in between.
+            self._loop.call_soon(self._drain)
+        for waiter in batch:
             if not waiter.done():  # a timed-out or cancelled awaiter has moved on
                 waiter.set_result(None)
 
@@ -77,14 +86,16 @@ class BridgeFuture(pykka.Future[T]):
     result; they let supervisors watch children without asking them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, waiter: asyncio.Future[None] | None = None) -> None:
+        """`waiter`: an asyncio future to resolve on completion, when the creator is on the
+        loop and will await (saves `waiter()` a lock on the hot path)."""
         super().__init__()
         self._lock = threading.Lock()
         self._state = _PENDING
         self._value: Any = None
         self._exc_info: OptExcInfo | None = None
         self._event: threading.Event | None = None
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter = waiter
         self._callbacks: list[Callable[[BridgeFuture[T]], None]] | None = None
 
     def __repr__(self) -> str:
@@ -216,9 +227,19 @@ class BridgeFuture(pykka.Future[T]):
 
 
 def _waker_for_waiter(waiter: asyncio.Future[None]) -> _LoopWaker:
+    global _last_waker  # noqa: PLW0603 - a one-entry cache on the hot path, see below
     loop = waiter.get_loop()
+    # Processes run one loop; remembering the last waker skips a WeakKeyDictionary lookup
+    # (a Python-level call) per completion. Reading/replacing one reference is atomic.
+    last = _last_waker
+    if last is not None and last._loop is loop:
+        return last
     waker = _wakers.get(loop)
     if waker is None:
         # Actor threads may race here; dict.setdefault is atomic, so all of them share one.
         waker = _wakers.setdefault(loop, _LoopWaker(loop))
+    _last_waker = waker
     return waker
+
+
+_last_waker: _LoopWaker | None = None

@@ -12,8 +12,10 @@ import asyncio
 import concurrent.futures
 import itertools
 import logging
+import math
 import threading
 import time
+import weakref
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
@@ -243,18 +245,17 @@ async def ask(
     mailbox = ref.actor_inbox
     if not isinstance(mailbox, Mailbox):
         raise TypeError(f"{ref} is not a BridgedActor; the loop cannot await it")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     # What pykka's ActorRef.ask(block=False) does, minus its indirections: this is the hot
     # path of every request. A dead actor's mailbox is closed and answers ActorStopped.
-    future: BridgeFuture[Any] = BridgeFuture()
+    waiter = loop.create_future()
+    future: BridgeFuture[Any] = BridgeFuture(waiter)
     mailbox.put(Envelope(message, reply_to=future))
-    started = time.perf_counter() if metrics is not None else 0.0
     try:
-        waiter = future.waiter()
-        if waiter is not None:
-            # A bare timer handle: asyncio.timeout()/wait_for() cost more than the round trip
-            # itself, and this waiter belongs to this call alone.
-            loop = waiter.get_loop()
-            timer = loop.call_at(loop.time() + timeout, _expire, waiter)
+        if not future.done():
+            deadlines = _deadlines.get(loop) or _deadlines.setdefault(loop, _Deadlines(loop))
+            bucket = deadlines.add(waiter, started + timeout)
             try:
                 await waiter
             except TimeoutError:
@@ -262,16 +263,46 @@ async def ask(
                     f"{ref} did not answer {_describe(message)} within {timeout:g}s"
                 ) from None
             finally:
-                timer.cancel()
+                bucket.discard(waiter)
         return future.result()
     finally:
         if metrics is not None:
-            metrics.ask_observed(kind_of(ref), time.perf_counter() - started)
+            metrics.ask_observed(kind_of(ref), loop.time() - started)
 
 
-def _expire(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
+class _Deadlines:
+    """Ask timeouts in coarse time buckets: one loop timer per bucket, not one per ask.
+
+    A TimerHandle per ask (what `asyncio.timeout`/`wait_for` create) costs about as much as
+    the rest of the round trip. Buckets hold only outstanding waiters (each ask removes its
+    own), so memory follows what is in flight. Timeouts fire up to `GRAIN` late.
+    """
+
+    GRAIN = 0.01
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._buckets: dict[int, set[asyncio.Future[None]]] = {}
+
+    def add(self, waiter: asyncio.Future[None], deadline: float) -> set[asyncio.Future[None]]:
+        slot = math.ceil(deadline / self.GRAIN)
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            bucket = self._buckets[slot] = set()
+            self._loop.call_at(slot * self.GRAIN, self._expire, slot)
+        bucket.add(waiter)
+        return bucket
+
+    def _expire(self, slot: int) -> None:
+        for waiter in self._buckets.pop(slot, ()):
+            if not waiter.done():
+                waiter.set_exception(TimeoutError())
+
+
+# Only touched on each loop's own thread.
+_deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 async def stop(ref: pykka.ActorRef[Any], *, drain_seconds: float) -> bool:
