@@ -254,8 +254,7 @@ async def ask(
     mailbox.put(Envelope(message, reply_to=future))
     try:
         if not future.done():
-            deadlines = _deadlines.get(loop) or _deadlines.setdefault(loop, _Deadlines(loop))
-            bucket = deadlines.add(waiter, started + timeout)
+            bucket = _deadlines_for(loop).add(waiter, started + timeout)
             try:
                 await waiter
             except TimeoutError:
@@ -303,6 +302,19 @@ class _Deadlines:
 _deadlines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Deadlines] = (
     weakref.WeakKeyDictionary()
 )
+_last_deadlines: _Deadlines | None = None
+
+
+def _deadlines_for(loop: asyncio.AbstractEventLoop) -> _Deadlines:
+    global _last_deadlines  # noqa: PLW0603 - one-entry cache: a process runs one loop
+    last = _last_deadlines
+    if last is not None and last._loop is loop:
+        return last
+    deadlines = _deadlines.get(loop)
+    if deadlines is None:
+        deadlines = _deadlines[loop] = _Deadlines(loop)
+    _last_deadlines = deadlines
+    return deadlines
 
 
 async def stop(ref: pykka.ActorRef[Any], *, drain_seconds: float) -> bool:

@@ -202,3 +202,53 @@ async def test_two_thousand_idle_keys_return_threads_to_baseline() -> None:
     finally:
         assert await pool.close(drain_seconds=5)
     assert threading.active_count() == baseline
+
+
+async def test_pool_metrics_count_activations_passivations_and_mailboxes(
+    gate: threading.Event,
+) -> None:
+    from aioprometheus.collectors import Counter, Gauge
+
+    from tests.actors.actors_for_tests import Gated
+
+    runtime = Runtime(asyncio.get_running_loop(), ActorMetrics())
+    metrics = runtime.metrics
+    assert metrics is not None
+    clock = FakeClock()
+    pool: ActorPool[str] = ActorPool(
+        "gated",
+        lambda a: Gated.start(gate, runtime=a.runtime),
+        runtime=runtime,
+        idle_timeout_seconds=10,
+        max_live=2,
+        clock=clock,
+    )
+    try:
+        pool.tell("a", "wait")  # busy until the gate opens
+        for i in range(5):
+            pool.tell("a", i)  # five messages queue up behind it
+        pool.get("b")
+        pool.sweep()
+        depth, deepest = metrics.mailbox_depth, metrics.mailbox_depth_max
+        assert isinstance(depth, Gauge)
+        assert isinstance(deepest, Gauge)
+        sampled = deepest.get({"kind": "gated"})
+        assert isinstance(sampled, int | float)
+        assert sampled >= 5
+        alive = metrics.alive
+        assert isinstance(alive, Gauge)
+        assert alive.get({"kind": "Gated"}) == 2
+        gate.set()
+        pool.get("c")  # over the cap: "a" is least recently used
+        clock.now += 11
+        assert pool.sweep() == 2  # "b" and "c" idle
+        activations, passivations = metrics.activations, metrics.passivations
+        assert isinstance(activations, Counter)
+        assert isinstance(passivations, Counter)
+        assert activations.get({"kind": "gated"}) == 3
+        assert passivations.get({"kind": "gated", "reason": "lru"}) == 1
+        assert passivations.get({"kind": "gated", "reason": "idle"}) == 2
+    finally:
+        gate.set()
+        assert await pool.close(drain_seconds=5)
+    assert alive.get({"kind": "Gated"}) == 0
