@@ -12,6 +12,7 @@ import gc
 import json
 import queue
 import statistics
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -236,9 +237,11 @@ class Clock:
         return self.now
 
 
-async def pool_footprint(keys: int) -> dict[str, Any]:
+async def pool_footprint(keys: int, cycles: int) -> dict[str, Any]:
+    """Threads and RSS with `keys` pooled actors live, and after each passivation cycle."""
     process = psutil.Process()
     gc.collect()
+    mib = 1024 * 1024
     base_threads, base_rss = threading.active_count(), process.memory_info().rss
     clock = Clock()
     runtime = Runtime(asyncio.get_running_loop())
@@ -250,35 +253,40 @@ async def pool_footprint(keys: int) -> dict[str, Any]:
         max_live=keys,
         clock=clock,
     )
-    started = time.perf_counter()
-    for chunk in range(0, keys, 1000):
-        await asyncio.gather(*(pool.ask(f"k{i}", i) for i in range(chunk, chunk + 1000)))
-    activated = time.perf_counter() - started
-    live_threads, live_rss = threading.active_count(), process.memory_info().rss
-    clock.now += 61
-    started = time.perf_counter()
-    passivated = pool.sweep()
-    deadline = time.monotonic() + 30
-    while threading.active_count() > base_threads and time.monotonic() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.01)
-    drained = time.perf_counter() - started
-    gc.collect()
-    after_threads, after_rss = threading.active_count(), process.memory_info().rss
-    await pool.close(drain_seconds=10)
-    mib = 1024 * 1024
-    return {
+    result: dict[str, Any] = {
         "keys": keys,
-        "activate_seconds": activated,
-        "passivated": passivated,
-        "passivate_seconds": drained,
         "threads_before": base_threads,
-        "threads_live": live_threads,
-        "threads_after": after_threads,
         "rss_before_mib": base_rss / mib,
-        "rss_live_mib": live_rss / mib,
-        "rss_after_mib": after_rss / mib,
-        "rss_per_actor_kib": (live_rss - base_rss) / keys / 1024,
+        "cycles": [],
     }
+    for _ in range(cycles):
+        started = time.perf_counter()
+        for chunk in range(0, keys, 1000):
+            await asyncio.gather(*(pool.ask(f"k{i}", i) for i in range(chunk, chunk + 1000)))
+        activated = time.perf_counter() - started
+        live_threads, live_rss = threading.active_count(), process.memory_info().rss
+        clock.now += 61
+        started = time.perf_counter()
+        passivated = pool.sweep()
+        deadline = time.monotonic() + 30
+        while threading.active_count() > base_threads and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        drained = time.perf_counter() - started
+        gc.collect()
+        result["cycles"].append(
+            {
+                "activate_seconds": activated,
+                "passivated": passivated,
+                "passivate_seconds": drained,
+                "threads_live": live_threads,
+                "threads_after": threading.active_count(),
+                "rss_live_mib": live_rss / mib,
+                "rss_after_mib": process.memory_info().rss / mib,
+                "rss_per_actor_kib": (live_rss - base_rss) / keys / 1024,
+            }
+        )
+    await pool.close(drain_seconds=10)
+    return result
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -286,15 +294,19 @@ async def pool_footprint(keys: int) -> dict[str, Any]:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     async with asyncio.timeout(args.budget_seconds):
-        result: dict[str, Any] = {}
+        result: dict[str, Any] = {
+            "loop": type(asyncio.get_running_loop()).__module__,
+            "switch_interval_s": sys.getswitchinterval(),
+        }
         result["throughput"] = await throughput(args.asks, args.repeats)
         result["lag"] = await lag_under_load(args.in_flight, args.actors, args.steady_seconds)
-        result["pool"] = await pool_footprint(args.pooled)
+        result["pool"] = await pool_footprint(args.pooled, args.cycles)
         return result
 
 
 def report(result: dict[str, Any]) -> None:
     t, lag, pool = result["throughput"], result["lag"], result["pool"]
+    print(f"loop {result['loop']}, GIL switch interval {result['switch_interval_s'] * 1000:g} ms")
     print("== asks per second (median of interleaved rounds) ==")
     print(f"bridge, loop, 1 in flight      {t['seq_bridge_per_s']:>10,.0f}")
     print(f"plain pykka, 1 thread, block   {t['seq_plain_per_s']:>10,.0f}")
@@ -312,19 +324,21 @@ def report(result: dict[str, Any]) -> None:
         f"{lag['burst_seconds']:.2f} s)"
     )
     print(
-        f"steady (kept in flight {lag['steady_seconds']:.0f} s, "
+        f"steady (kept in flight {lag['steady_seconds']:g} s, "
         f"{lag['steady_asks_per_s']:,.0f} asks/s): p50 {lag['steady_lag_p50_ms']:.1f} ms, "
         f"p99 {lag['steady_lag_p99_ms']:.1f} ms, max {lag['steady_lag_max_ms']:.1f} ms "
         f"({lag['steady_samples']} samples); idle p99 {lag['idle_lag_p99_ms']:.1f} ms"
     )
     print(f"== pool of {pool['keys']:,} actors ==")
-    print(
-        f"threads {pool['threads_before']} -> {pool['threads_live']} -> {pool['threads_after']}; "
-        f"RSS {pool['rss_before_mib']:.0f} -> {pool['rss_live_mib']:.0f} -> "
-        f"{pool['rss_after_mib']:.0f} MiB ({pool['rss_per_actor_kib']:.0f} KiB/actor); "
-        f"activate {pool['activate_seconds']:.2f} s, passivate {pool['passivate_seconds']:.2f} s"
-    )
-    print(json.dumps(result, default=lambda x: round(x, 4)))
+    print(f"before: threads {pool['threads_before']}, RSS {pool['rss_before_mib']:.0f} MiB")
+    for n, c in enumerate(pool["cycles"], 1):
+        print(
+            f"cycle {n}: live threads {c['threads_live']}, RSS {c['rss_live_mib']:.0f} MiB "
+            f"({c['rss_per_actor_kib']:.0f} KiB/actor), activate {c['activate_seconds']:.2f} s; "
+            f"passivated {c['passivated']} in {c['passivate_seconds']:.2f} s -> threads "
+            f"{c['threads_after']}, RSS {c['rss_after_mib']:.0f} MiB"
+        )
+    print(json.dumps(result, default=str))
 
 
 def parse() -> argparse.Namespace:
@@ -335,13 +349,19 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--actors", type=int, default=100, help="actors behind the in-flight asks")
     parser.add_argument("--steady-seconds", type=float, default=3.0)
     parser.add_argument("--pooled", type=int, default=10_000)
+    parser.add_argument("--cycles", type=int, default=2, help="activate/passivate cycles")
     parser.add_argument("--budget-seconds", type=float, default=300.0)
     parser.add_argument("--uvloop", action="store_true", help="run on uvloop (if installed)")
+    parser.add_argument(
+        "--switch-interval", type=float, default=None, help="sys.setswitchinterval (GIL), seconds"
+    )
     return parser.parse_args()
 
 
 if __name__ == "__main__":
     arguments = parse()
+    if arguments.switch_interval is not None:
+        sys.setswitchinterval(arguments.switch_interval)
     if arguments.uvloop:
         import uvloop  # type: ignore[import-not-found, unused-ignore]
 
