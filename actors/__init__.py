@@ -1,6 +1,23 @@
 """Mitra's actor runtime: pykka actors bridged to asyncio, supervised, pooled and measured.
 
 Import from here; the modules behind it are private to the package's layout.
+
+Wiring (the app factory)::
+
+    system = ActorSystem(registry=prometheus_registry)
+    app.cleanup_ctx.append(system.cleanup_ctx)         # start with the app, stop with it
+
+    # after start (e.g. in on_startup, or a later cleanup_ctx entry):
+    conversations = system.pool(
+        "conversation", ConversationActor.activate, idle_timeout_seconds=300, max_live=5000
+    )
+    await system.spawn(ChildSpec("payments", lambda ctx: PaymentSaga.start(runtime=ctx.runtime)))
+
+    ack = await conversations.ask(conversation_id, AcceptMessage(...), timeout=5)
+
+An actor subclasses `BridgedActor`, takes `runtime=` (and, when pooled, `start_after=`) and
+passes them to `super().__init__()`; it loads its state in `on_start` (its own thread), does
+async I/O with `self.run_on_loop(coro, timeout)`, and reports upward with `tell`.
 """
 
 from __future__ import annotations
