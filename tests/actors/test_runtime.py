@@ -237,3 +237,107 @@ async def test_stop_drains_queued_messages_first() -> None:
     assert [await f for f in futures] == list(range(100))
     assert not ref.is_alive()
     assert not pykka.ActorRegistry.get_all()
+
+
+def test_mailbox_answers_every_ask_that_races_its_close() -> None:
+    """pykka checks is_alive() then puts, unlocked; an ask landing after the dying actor's last
+    drain would hang forever. A closed Mailbox answers every envelope, however they race."""
+    from actors import Mailbox
+
+    for _ in range(30):
+        mailbox = Mailbox()
+        futures: list[BridgeFuture[Any]] = []
+        barrier = threading.Barrier(5)
+        threads = [
+            threading.Thread(target=_put_many, args=(mailbox, barrier, futures)) for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        mailbox.close(crashed=True)  # the actor dies mid-stream, having handled nothing
+        for thread in threads:
+            thread.join(5)
+        assert len(futures) == 1200
+        assert all(f.done() for f in futures)
+        assert all(isinstance(f.exception(), ActorStopped) for f in futures)
+
+
+def _put_many(mailbox: Any, barrier: threading.Barrier, futures: list[BridgeFuture[Any]]) -> None:
+    from pykka._envelope import Envelope
+
+    barrier.wait()
+    for i in range(300):
+        future: BridgeFuture[Any] = BridgeFuture()
+        futures.append(future)  # list.append is atomic
+        mailbox.put(Envelope(i, reply_to=future))
+
+
+async def test_asks_racing_a_crash_all_resolve() -> None:
+    ref = Echo.start()
+    futures = [ref.ask(i, block=False) for i in range(50)]
+    ref.tell("crash")
+    results: list[Any] = []
+    barrier = threading.Barrier(5)
+
+    def blocking_asker() -> None:  # actor-side style callers, blocking on their own thread
+        barrier.wait()
+        for i in range(100):
+            try:
+                results.append(ref.ask(i, timeout=2))
+            except ActorUnavailable as exc:
+                results.append(exc)
+
+    threads = [threading.Thread(target=blocking_asker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    barrier.wait()
+    futures += [ref.ask(i, block=False) for i in range(50)]
+    answers = await asyncio.gather(*(_answer(f) for f in futures))
+    await eventually(lambda: not any(t.is_alive() for t in threads), within=10)
+    assert answers[:50] == list(range(50))  # queued before the crash: handled
+    assert all(isinstance(a, ActorUnavailable) for a in answers[50:])
+    assert len(results) == 400
+    assert all(isinstance(r, int | ActorUnavailable) for r in results)
+
+
+async def _answer(future: Any) -> Any:
+    try:
+        return await future
+    except ActorUnavailable as exc:
+        return exc
+
+
+class _PausingQueue:
+    """Wraps a mailbox's queue so a put stalls between the closed check and the enqueue."""
+
+    def __init__(self, inner: Any, entered: threading.Event, release: threading.Event) -> None:
+        self.inner, self.entered, self.release = inner, entered, release
+
+    def put(self, item: Any) -> None:
+        self.entered.set()
+        self.release.wait(5)
+        self.inner.put(item)
+
+    def get_nowait(self) -> Any:
+        return self.inner.get_nowait()
+
+
+def test_an_ask_enqueued_after_the_final_drain_is_still_answered() -> None:
+    """The exact interleaving that strands a pykka future: check alive, actor drains and dies,
+    then enqueue. Deterministic: the putter is paused inside that window."""
+    from pykka._envelope import Envelope
+
+    from actors import Mailbox
+
+    mailbox = Mailbox()
+    entered, release = threading.Event(), threading.Event()
+    mailbox._queue = _PausingQueue(mailbox._queue, entered, release)  # type: ignore[assignment]
+    future: BridgeFuture[Any] = BridgeFuture()
+    putter = threading.Thread(target=mailbox.put, args=(Envelope("late", reply_to=future),))
+    putter.start()
+    assert entered.wait(5)  # the putter passed the "is it closed?" check
+    assert mailbox.close(crashed=True) == 0  # the actor's final drain finds nothing
+    release.set()
+    putter.join(5)
+    assert future.done()
+    assert isinstance(future.exception(), ActorStopped)
