@@ -19,6 +19,7 @@ from actors.errors import ActorStopped, ActorUnavailable
 from actors.future import BridgeFuture
 from actors.mailbox import Mailbox, Termination
 from actors.runtime import DEFAULT_ASK_TIMEOUT, Runtime, ask, mailbox_of, wait_threads
+from actors.starter import starter
 
 __all__ = ["Activation", "ActorPool"]
 
@@ -204,7 +205,9 @@ class ActorPool(Generic[K]):
                 logger.warning(
                     "pool %r: %s did not drain; failed %d", self.kind, mailbox.urn, dropped
                 )
-        return await wait_threads(mailboxes, within=1.0)
+        exited = await wait_threads(mailboxes, within=1.0)
+        # Activations from the loop start threads through a helper that lingers briefly.
+        return await starter.wait_idle_async(within=2.0) and exited
 
     # ---- internals (lock held) ---------------------------------------------------------------
 

@@ -27,6 +27,7 @@ from pykka._envelope import Envelope
 from actors.errors import ActorTimeout, ActorUnavailable
 from actors.future import BridgeFuture
 from actors.mailbox import Mailbox, Termination
+from actors.starter import starter
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -125,7 +126,19 @@ class BridgedActor(pykka.ThreadingActor):
         self.mailbox.thread = thread
         if self.runtime is not None and self.runtime.metrics is not None:
             self.runtime.metrics.actor_started(self.actor_kind())
-        thread.start()
+        if asyncio._get_running_loop() is not None:
+            # On the loop: hand the (blocking) thread start to a helper. The ref is usable
+            # at once; messages wait in the mailbox until the thread runs.
+            starter.submit(thread, self._could_not_start)
+        else:
+            thread.start()
+
+    def _could_not_start(self, exc: BaseException) -> None:
+        # The thread never ran: die as if on_start had failed, so asks fail and watchers see it.
+        pykka.ActorRegistry.unregister(self.actor_ref)
+        self._failure = exc
+        self.actor_stopped.set()
+        self._actor_loop_teardown()
 
     def _actor_loop_setup(self) -> None:
         if self._start_after is not None:

@@ -16,6 +16,7 @@ from actors.mailbox import Mailbox
 from actors.metrics import ActorMetrics
 from actors.pool import Activation, ActorPool
 from actors.runtime import DEFAULT_ASK_TIMEOUT, Runtime, ask, kind_of, stop, wait_threads
+from actors.starter import starter
 from actors.supervisor import ChildSpec, RestartStrategy, Supervisor, _ShutdownBy
 
 if TYPE_CHECKING:
@@ -108,6 +109,7 @@ class ActorSystem:
         swept = await self._sweep(deadline)
         await self.loop_monitor.stop()
         clean = await wait_threads(known + swept, within=max(_remaining(deadline), 1.0))
+        clean = await starter.wait_idle_async(within=2.0) and clean
         if not clean:
             logger.error("actor threads still alive after shutdown: %s", _alive(known + swept))
         return clean

@@ -260,10 +260,14 @@ async def pool_footprint(keys: int, cycles: int) -> dict[str, Any]:
         "cycles": [],
     }
     for _ in range(cycles):
+        monitor = LoopLagMonitor(interval_seconds=0.005, keep_samples=100_000)
+        monitor.start()
         started = time.perf_counter()
         for chunk in range(0, keys, 1000):
             await asyncio.gather(*(pool.ask(f"k{i}", i) for i in range(chunk, chunk + 1000)))
         activated = time.perf_counter() - started
+        await monitor.stop()
+        activation_lag = list(monitor.samples)
         live_threads, live_rss = threading.active_count(), process.memory_info().rss
         clock.now += 61
         started = time.perf_counter()
@@ -276,6 +280,8 @@ async def pool_footprint(keys: int, cycles: int) -> dict[str, Any]:
         result["cycles"].append(
             {
                 "activate_seconds": activated,
+                "activate_lag_p99_ms": _pct(activation_lag, 0.99) * 1000,
+                "activate_lag_max_ms": max(activation_lag, default=0.0) * 1000,
                 "passivated": passivated,
                 "passivate_seconds": drained,
                 "threads_live": live_threads,
@@ -334,7 +340,8 @@ def report(result: dict[str, Any]) -> None:
     for n, c in enumerate(pool["cycles"], 1):
         print(
             f"cycle {n}: live threads {c['threads_live']}, RSS {c['rss_live_mib']:.0f} MiB "
-            f"({c['rss_per_actor_kib']:.0f} KiB/actor), activate {c['activate_seconds']:.2f} s; "
+            f"({c['rss_per_actor_kib']:.0f} KiB/actor), activate {c['activate_seconds']:.2f} s "
+            f"(lag p99 {c['activate_lag_p99_ms']:.0f} ms, max {c['activate_lag_max_ms']:.0f}); "
             f"passivated {c['passivated']} in {c['passivate_seconds']:.2f} s -> threads "
             f"{c['threads_after']}, RSS {c['rss_after_mib']:.0f} MiB"
         )

@@ -341,3 +341,27 @@ def test_an_ask_enqueued_after_the_final_drain_is_still_answered() -> None:
     putter.join(5)
     assert future.done()
     assert isinstance(future.exception(), ActorStopped)
+
+
+class Unstartable(Echo):
+    """Its thread cannot be created (as when the process hits its thread limit)."""
+
+
+async def test_an_actor_whose_thread_cannot_start_fails_cleanly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if thread.name.startswith("Unstartable"):
+            raise RuntimeError("can't start new thread")
+        real_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    ref = Unstartable.start()  # on the loop: the helper thread starts it, and fails
+    with pytest.raises(ActorUnavailable):
+        await ask(ref, "hello", timeout=2)
+    await eventually(mailbox_of(ref).terminated.done)
+    assert isinstance(mailbox_of(ref).terminated.result().cause, RuntimeError)
+    assert not ref.is_alive()
+    assert pykka.ActorRegistry.get_all() == []
