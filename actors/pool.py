@@ -130,6 +130,21 @@ class ActorPool(Generic[K]):
                     entry.inflight -= 1
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def keys(self) -> list[K]:
+        """The keys with a live actor right now (a snapshot; safe from any thread)."""
+        with self._lock:
+            return list(self._entries)
+
+    def passivate(self, key: K) -> bool:
+        """Stop the key's actor after what it has queued (e.g. its partition moved away)."""
+        with self._lock:
+            if key not in self._entries:
+                return False
+            self._passivate(key)
+        if self._metrics is not None:
+            self._metrics.passivated(self.kind, "requested", 1)
+        return True
+
     def __len__(self) -> int:
         return len(self._entries)
 

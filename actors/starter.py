@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 __all__ = ["ThreadStarter", "starter"]
 
+_Job = tuple[threading.Thread, Callable[[BaseException], None]]
+
 logger = logging.getLogger(__name__)
 
 
@@ -26,8 +28,7 @@ class ThreadStarter:
     def __init__(self, idle_seconds: float = 0.5) -> None:
         self.idle_seconds = idle_seconds
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[threading.Thread, Callable[[BaseException], None]]]
-        self._queue = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
     def submit(self, thread: threading.Thread, on_error: Callable[[BaseException], None]) -> None:
@@ -56,7 +57,13 @@ class ThreadStarter:
             return self._thread is not None
 
     async def wait_idle_async(self, within: float) -> bool:
-        """`wait_idle` for the event loop: polls (bounded) instead of joining."""
+        """`wait_idle` for the event loop: polls (bounded) instead of joining.
+
+        Shutdown calls this, so the helper is asked to leave now rather than after its idle
+        timeout; it still starts whatever was submitted before.
+        """
+        if self.running():
+            self._queue.put(None)
         deadline = time.monotonic() + within
         while self.running():
             if time.monotonic() >= deadline:
@@ -67,8 +74,10 @@ class ThreadStarter:
     def _run(self) -> None:
         while True:
             try:
-                thread, on_error = self._queue.get(timeout=self.idle_seconds)
+                job = self._queue.get(timeout=self.idle_seconds)
             except queue.Empty:
+                job = None
+            if job is None:
                 with self._lock:
                     # A submit that queued before we took the lock is seen here; one after
                     # it finds _thread None and starts a new helper.
@@ -76,6 +85,7 @@ class ThreadStarter:
                         self._thread = None
                         return
                 continue
+            thread, on_error = job
             try:
                 thread.start()
             except BaseException as exc:  # e.g. RuntimeError "can't start new thread"

@@ -12,15 +12,21 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from aioprometheus.collectors import Registry
 
+from actors import ActorSystem, RestartStrategy
+from actors.chat import ChatActors
 from handlers import analytics, auth, customers, docs, health, policies, users
 from handlers.keys import (
     ACCOUNTS,
+    ACTORS,
     ANALYTICS,
     ANALYTICS_CONSUMER,
     AUTH,
+    CHAT,
+    CONVERSATIONS,
     CUSTOMERS,
     DATABASE,
     HTTP_METRICS,
+    MESSAGE_WRITER,
     METRICS,
     NOTIFIER,
     OUTBOX,
@@ -35,6 +41,7 @@ from mitra import migrate
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
+from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.observability import HttpMetrics
@@ -60,6 +67,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app.cleanup_ctx.append(_streams)
     app.cleanup_ctx.append(_outbox)
     app.cleanup_ctx.append(_analytics_consumer)
+    app.cleanup_ctx.append(_actors)
     for module in (health, auth, users, customers, policies, analytics, docs):
         app.router.add_routes(module.routes)
     app.on_startup.append(docs.build_on_startup)
@@ -87,6 +95,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[CUSTOMERS] = CustomerService(database)
     app[POLICIES] = PolicyService(database)
     app[ANALYTICS] = AnalyticsService(database, settings.analytics)
+    app[CONVERSATIONS] = ConversationService(database)
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
@@ -128,3 +137,35 @@ async def _analytics_consumer(app: web.Application) -> AsyncIterator[None]:
     app[ANALYTICS_CONSUMER] = consumer
     yield
     await consumer.stop()
+
+
+async def _actors(app: web.Application) -> AsyncIterator[None]:
+    """The actor system, the chat pools and the writer their messages are committed by.
+
+    On shutdown the actors drain first (their last messages still reach the writer), then the
+    writer commits what is queued, then the relay and the streams behind it stop.
+    """
+    settings = app[SETTINGS]
+    system = ActorSystem(
+        registry=app[METRICS],
+        strategy=RestartStrategy(
+            max_restarts=settings.actors.restart_max,
+            within_seconds=settings.actors.restart_window_seconds,
+        ),
+        shutdown_seconds=settings.server.shutdown_timeout_seconds,
+    )
+    await system.start()
+    writer = MessageWriter(app[DATABASE], after_commit=app[DATABASE].notify_events_committed)
+    writer.start()
+    app[ACTORS] = system
+    app[MESSAGE_WRITER] = writer
+    app[CHAT] = ChatActors(system, app[CONVERSATIONS], writer, settings.actors)
+
+    async def actors_ready() -> None:
+        if not system.root.is_alive():
+            raise RuntimeError("the root supervisor has stopped")
+
+    add_readiness_check(app, "actors", actors_ready)
+    yield
+    await system.stop()
+    await writer.stop()

@@ -7,9 +7,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aioprometheus.collectors import Registry
 
+from actors import ActorSystem
+from actors.chat import ChatActors
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, Notifier
+from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.observability import HttpMetrics
@@ -35,4 +38,8 @@ STREAMS = web.AppKey("streams", Streams)
 OUTBOX = web.AppKey("outbox_relay", OutboxRelay)
 ANALYTICS = web.AppKey("analytics", AnalyticsService)
 ANALYTICS_CONSUMER = web.AppKey("analytics_consumer", AnalyticsConsumer)
+CONVERSATIONS = web.AppKey("conversations", ConversationService)
+ACTORS = web.AppKey("actor_system", ActorSystem)
+MESSAGE_WRITER = web.AppKey("message_writer", MessageWriter)
+CHAT = web.AppKey("chat_actors", ChatActors)
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])

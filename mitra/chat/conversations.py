@@ -313,17 +313,12 @@ class ConversationService:
             ).scalars()
         }
         members: dict[uuid.UUID, list[uuid.UUID]] = {cid: [] for cid in conversations}
-        read: dict[uuid.UUID, int] = {}
-        for conversation_id, user_id, last_read in await session.execute(
-            select(
-                ConversationMember.conversation_id,
-                ConversationMember.user_id,
-                ConversationMember.last_read_seq,
-            ).where(ConversationMember.conversation_id.in_(ids))
+        for conversation_id, user_id in await session.execute(
+            select(ConversationMember.conversation_id, ConversationMember.user_id).where(
+                ConversationMember.conversation_id.in_(ids)
+            )
         ):
             members[conversation_id].append(user_id)
-            if user_id == principal.user_id:
-                read[conversation_id] = last_read
         latest = {
             conversation_id: (last_seq, last_at)
             for conversation_id, last_seq, last_at in await session.execute(
@@ -333,26 +328,24 @@ class ConversationService:
             )
         }
         # Unread: others' messages past my read position (my own are read by definition).
-        unread = dict(
-            (
-                await session.execute(
-                    select(Message.conversation_id, func.count())
-                    .join(
-                        ConversationMember,
-                        and_(
-                            ConversationMember.conversation_id == Message.conversation_id,
-                            ConversationMember.user_id == principal.user_id,
-                        ),
-                    )
-                    .where(
-                        Message.conversation_id.in_(ids),
-                        Message.seq > ConversationMember.last_read_seq,
-                        Message.sender_id.is_distinct_from(principal.user_id),
-                    )
-                    .group_by(Message.conversation_id)
-                )
-            ).tuples()
+        unread_rows = await session.execute(
+            select(Message.conversation_id, func.count())
+            .join(
+                ConversationMember,
+                and_(
+                    ConversationMember.conversation_id == Message.conversation_id,
+                    ConversationMember.user_id == principal.user_id,
+                ),
+            )
+            .where(
+                Message.conversation_id.in_(ids),
+                Message.seq > ConversationMember.last_read_seq,
+                Message.sender_id.is_distinct_from(principal.user_id),
+            )
+            .group_by(Message.conversation_id)
         )
+        # Result has keys() (column names), so dict() must be given the rows, not the result.
+        unread: dict[uuid.UUID, int] = dict(unread_rows.all())
         summaries = []
         for conversation_id, conversation in conversations.items():
             last_seq, last_at = latest.get(conversation_id, (0, None))

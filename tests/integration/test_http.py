@@ -136,7 +136,7 @@ async def test_ready_reports_each_check(
     response = await client.get("/ready")
     assert response.status == 200
     checks = (await response.json())["data"]["checks"]
-    assert checks == {"database": {"ok": True}, "streams": {"ok": True}}
+    assert checks == {"database": {"ok": True}, "streams": {"ok": True}, "actors": {"ok": True}}
     add_readiness_check(app, "search", broken)
     response = await client.get("/ready")
     assert response.status == 503

@@ -1,0 +1,184 @@
+"""The conversation actor: one per live conversation, the single writer of its sequence numbers.
+
+It rebuilds its state (members, last seq, recent client message ids) from the database when it
+activates, numbers each accepted message, and hands it to the group-committing `MessageWriter`
+in seq order. The ack is the writer's future: it resolves only once the message is committed.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import logging
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from actors.pool import Activation, ActorPool
+from actors.runtime import BridgedActor
+from actors.tenant import ConversationActivated, ConversationPassivated
+from mitra.chat import ConversationService, MessageWriter, PendingMessage, StoredMessage
+from mitra.chat.conversations import DEDUPE_WINDOW
+from mitra.db import utcnow
+from mitra.errors import ActorUnavailable, NotFound
+
+log = logging.getLogger("mitra.actors.conversation")
+
+ConversationKey = tuple[uuid.UUID, uuid.UUID]
+"""(tenant_id, conversation_id): the tenant travels with the key so activation is scoped."""
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    sender_id: uuid.UUID | None
+    client_msg_id: str
+    body: str
+    channel: str = "app"
+    direction: str = "outbound"
+
+
+@dataclass(frozen=True)
+class CheckMember:
+    user_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class ReloadMembers:
+    """Membership changed in the database; read it again."""
+
+
+@dataclass(frozen=True)
+class _Reset:
+    generation: int
+
+
+class ConversationActor(BridgedActor):
+    """Numbers and persists one conversation's messages; nothing else ever assigns its seqs."""
+
+    kind = "conversation"
+
+    def __init__(
+        self,
+        activation: Activation[ConversationKey],
+        *,
+        conversations: ConversationService,
+        writer: MessageWriter,
+        io_timeout: float,
+        tenants: ActorPool[uuid.UUID] | None = None,
+    ) -> None:
+        super().__init__(runtime=activation.runtime, start_after=activation.predecessor)
+        self.tenant_id, self.conversation_id = activation.key
+        self._conversations = conversations
+        self._writer = writer
+        self._io_timeout = io_timeout
+        self._tenants = tenants
+        self._exists = True
+        self._members: frozenset[uuid.UUID] = frozenset()
+        self._last_seq = 0
+        self._generation = 0
+        # (sender, client_msg_id) -> the ack future of its first acceptance, newest last.
+        self._recent: OrderedDict[
+            tuple[uuid.UUID | None, str], concurrent.futures.Future[StoredMessage]
+        ] = OrderedDict()
+
+    def on_start(self) -> None:
+        try:
+            self._load()
+        except NotFound:
+            # Answer NotFound until passivated, rather than crash: a crash would look like an
+            # outage (503) to a client that merely named a conversation that is not there.
+            self._exists = False
+            return
+        self._report(ConversationActivated(self.conversation_id))
+
+    def on_stop(self) -> None:
+        self._report(ConversationPassivated(self.conversation_id))
+
+    def on_failure(self, *_: object) -> None:
+        self._report(ConversationPassivated(self.conversation_id))
+
+    def _report(self, event: object) -> None:
+        if self._tenants is None or not self._exists:
+            return
+        # Shutting down, the tenant pool may be closed already: its registry goes with it.
+        with contextlib.suppress(ActorUnavailable):
+            self._tenants.tell(self.tenant_id, event)
+
+    def _load(self) -> None:
+        state = self.run_on_loop(
+            self._conversations.state(self.tenant_id, self.conversation_id), self._io_timeout
+        )
+        self._members = state.member_ids
+        self._last_seq = state.last_seq
+        self._recent.clear()
+        for message in state.recent:
+            done: concurrent.futures.Future[StoredMessage] = concurrent.futures.Future()
+            done.set_result(message)
+            self._recent[(message.sender_id, message.client_msg_id)] = done
+
+    def on_receive(self, message: Any) -> Any:
+        if not self._exists:
+            raise NotFound("conversation not found")
+        if isinstance(message, SendMessage):
+            return self._accept(message)
+        if isinstance(message, CheckMember):
+            return message.user_id in self._members
+        if isinstance(message, _Reset):
+            return self._reset(message.generation)
+        if isinstance(message, ReloadMembers):
+            self._load()
+            return None
+        raise TypeError(f"conversation actor got {type(message).__name__}")
+
+    def _accept(self, send: SendMessage) -> concurrent.futures.Future[StoredMessage]:
+        # WhatsApp senders without an account arrive with sender None and are not members.
+        if send.sender_id is not None and send.sender_id not in self._members:
+            raise NotFound("conversation not found")
+        key = (send.sender_id, send.client_msg_id)
+        earlier = self._recent.get(key)
+        if earlier is not None and not _failed(earlier):
+            # A retry after a lost ack: the first acceptance answers, nothing new is stored.
+            self._recent.move_to_end(key)
+            return earlier
+        self._last_seq += 1
+        pending = PendingMessage(
+            tenant_id=self.tenant_id,
+            conversation_id=self.conversation_id,
+            seq=self._last_seq,
+            message_id=uuid.uuid4(),
+            sender_id=send.sender_id,
+            client_msg_id=send.client_msg_id,
+            body=send.body,
+            channel=send.channel,
+            sent_at=utcnow(),
+            direction=send.direction,
+            generation=self._generation,
+            on_rejected=self._rejected,
+        )
+        future = self._writer.submit(pending)
+        self._recent[key] = future
+        while len(self._recent) > DEDUPE_WINDOW:
+            self._recent.popitem(last=False)
+        return future
+
+    def _rejected(self, generation: int) -> None:
+        # Called by the writer on the loop; events go to the actor with tell, never ask.
+        self.actor_ref.tell(_Reset(generation))
+
+    def _reset(self, generation: int) -> None:
+        """A write failed: what is stored is the truth. Reload, and start a new generation so
+        the writer drops anything numbered before this point."""
+        if generation < self._generation:
+            return
+        log.warning(
+            "conversation %s: write rejected; reloading from seq %d",
+            self.conversation_id,
+            self._last_seq,
+        )
+        self._load()
+        self._generation = generation + 1
+
+
+def _failed(future: concurrent.futures.Future[StoredMessage]) -> bool:
+    return future.done() and future.exception() is not None
