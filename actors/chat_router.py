@@ -17,6 +17,8 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from aioprometheus.collectors import Counter, Registry
+
 from actors.chat import ChatActors
 from actors.conversation import SendMessage
 from mitra.chat import StoredMessage
@@ -46,6 +48,7 @@ class ChatRouter:
         *,
         timeout: float,
         ownership_check_seconds: float = 1.0,
+        registry: Registry | None = None,
     ) -> None:
         self.chat = chat
         self._streams = streams
@@ -54,7 +57,11 @@ class ChatRouter:
         self._commands: Subscription | None = None
         self._waiting: dict[_Waiting, list[asyncio.Future[StoredMessage]]] = {}
         self._watcher: asyncio.Task[None] | None = None
-        self.remote_sends = 0
+        self.forwarded = Counter(
+            "mitra_chat_forwarded_total",
+            "messages sent through chat.commands to the instance owning the conversation",
+            registry=registry or Registry(),
+        )
 
     async def start(self) -> None:
         self._commands = await self._streams.subscribe(
@@ -91,7 +98,7 @@ class ChatRouter:
         """Accept `message`; returns its ack once committed, on whichever instance owns it."""
         if self.owns(conversation_id):
             return await self.chat.send(tenant_id, conversation_id, message)
-        self.remote_sends += 1
+        self.forwarded.inc({})
         key = (conversation_id, message.sender_id, message.client_msg_id)
         future: asyncio.Future[StoredMessage] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(key, []).append(future)

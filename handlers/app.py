@@ -205,7 +205,12 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
     """Sockets, the router that finds each conversation's owner, and this instance's fan-out."""
     settings = app[SETTINGS]
     hub = SocketHub(ChatMetrics(app[METRICS]))
-    router = ChatRouter(app[CHAT], app[STREAMS], timeout=settings.actors.ask_timeout_seconds * 2)
+    router = ChatRouter(
+        app[CHAT],
+        app[STREAMS],
+        timeout=settings.actors.ask_timeout_seconds * 2,
+        registry=app[METRICS],
+    )
     fanout = ChatFanout(app[STREAMS], uuid.uuid4().hex, [hub.deliver, router.on_event])
     app[CHAT_HUB] = hub
     app[CHAT_ROUTER] = router
