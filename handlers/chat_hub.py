@@ -96,6 +96,10 @@ class ClientSocket:
         await self._room.wait()
         self.push(text)
 
+    def conversations(self) -> list[uuid.UUID]:
+        """Every conversation this socket joined (recovering or live)."""
+        return [*self.delivered, *self._recovering]
+
     def begin_recovery(self, conversation_id: uuid.UUID) -> None:
         self._recovering[conversation_id] = []
 
@@ -161,7 +165,7 @@ class SocketHub:
             return []
         self.sockets.discard(socket)
         self.metrics.closed()
-        left = list(socket.delivered) + list(socket._recovering)
+        left = socket.conversations()
         for conversation_id in left:
             room = self.rooms.get(conversation_id)
             if room is not None:

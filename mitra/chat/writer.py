@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from mitra.chat.conversations import StoredMessage, stored
 from mitra.db import Database, Scope, utcnow
+from mitra.errors import Unavailable
 from mitra.models import Message, OutboxEvent
 from mitra.records import ANALYTICS_TOPIC
 
@@ -31,8 +32,11 @@ log = logging.getLogger("mitra.chat.writer")
 CHAT_EVENTS_TOPIC = "chat.events"
 
 
-class WriteRejected(Exception):
+class WriteRejected(Unavailable):
     """The message was not stored; the client resends it with the same `client_msg_id`."""
+
+    code = "not_stored"
+    default_message = "the message was not stored; send it again"
 
 
 @dataclass(eq=False)
@@ -95,6 +99,7 @@ class MessageWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
         self._rejected_generation: dict[uuid.UUID, int] = {}
+        self._closing = False
         self.batches = 0
         self.written = 0
 
@@ -127,8 +132,6 @@ class MessageWriter:
             return
         self._queue.append(message)
         self._wakeup.set()
-
-    _closing = False
 
     async def _run(self) -> None:
         while True:
