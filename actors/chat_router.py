@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from datetime import datetime
 from typing import Any
 
 from aioprometheus.collectors import Counter, Registry
@@ -146,7 +145,7 @@ class ChatRouter:
             if future.done():
                 continue
             if event.type == ACKED:
-                future.set_result(_stored(payload))
+                future.set_result(StoredMessage.from_payload(payload))
             else:
                 future.set_exception(_rejection(payload))
 
@@ -172,7 +171,7 @@ class ChatRouter:
             await self._answer(event, REJECTED, {**_reply_key(payload), "code": exc.code,
                                                  "message": exc.message})  # fmt: skip
             return
-        await self._answer(event, ACKED, _stored_payload(stored))
+        await self._answer(event, ACKED, stored.as_payload())
 
     async def _answer(self, command: Event, event_type: str, payload: dict[str, Any]) -> None:
         await self._streams.publish(
@@ -198,33 +197,6 @@ def _reply_key(payload: dict[str, Any]) -> dict[str, Any]:
         "sender_id": payload.get("sender_id"),
         "client_msg_id": payload["client_msg_id"],
     }
-
-
-def _stored_payload(stored: StoredMessage) -> dict[str, Any]:
-    return {
-        "conversation_id": str(stored.conversation_id),
-        "seq": stored.seq,
-        "message_id": str(stored.message_id),
-        "sender_id": str(stored.sender_id) if stored.sender_id else None,
-        "client_msg_id": stored.client_msg_id,
-        "body": stored.body,
-        "channel": stored.channel,
-        "sent_at": stored.sent_at.isoformat(),
-    }
-
-
-def _stored(payload: dict[str, Any]) -> StoredMessage:
-    sender = payload.get("sender_id")
-    return StoredMessage(
-        conversation_id=uuid.UUID(payload["conversation_id"]),
-        seq=int(payload["seq"]),
-        message_id=uuid.UUID(payload["message_id"]),
-        sender_id=uuid.UUID(sender) if sender else None,
-        client_msg_id=payload["client_msg_id"],
-        body=payload["body"],
-        channel=payload["channel"],
-        sent_at=datetime.fromisoformat(payload["sent_at"]),
-    )
 
 
 def _rejection(payload: dict[str, Any]) -> MitraError:

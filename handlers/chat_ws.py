@@ -273,17 +273,7 @@ class ChatSession:
 
 
 def message_frame(stored: StoredMessage) -> dict[str, Any]:
-    return {
-        "type": "message",
-        "conversation_id": str(stored.conversation_id),
-        "seq": stored.seq,
-        "message_id": str(stored.message_id),
-        "sender_id": str(stored.sender_id) if stored.sender_id else None,
-        "client_msg_id": stored.client_msg_id,
-        "body": stored.body,
-        "channel": stored.channel,
-        "sent_at": stored.sent_at.isoformat(),
-    }
+    return {"type": "message", **stored.as_payload()}
 
 
 def ack_frame(stored: StoredMessage) -> dict[str, Any]:

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,6 +36,33 @@ class StoredMessage:
     body: str
     channel: str
     sent_at: datetime
+
+    def as_payload(self) -> dict[str, Any]:
+        """The JSON form every path shares: the `chat.events` payload and the socket frame."""
+        return {
+            "conversation_id": str(self.conversation_id),
+            "seq": self.seq,
+            "message_id": str(self.message_id),
+            "sender_id": str(self.sender_id) if self.sender_id else None,
+            "client_msg_id": self.client_msg_id,
+            "body": self.body,
+            "channel": self.channel,
+            "sent_at": self.sent_at.isoformat(),
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> StoredMessage:
+        sender = payload.get("sender_id")
+        return cls(
+            conversation_id=uuid.UUID(payload["conversation_id"]),
+            seq=int(payload["seq"]),
+            message_id=uuid.UUID(payload["message_id"]),
+            sender_id=uuid.UUID(sender) if sender else None,
+            client_msg_id=payload["client_msg_id"],
+            body=payload["body"],
+            channel=payload["channel"],
+            sent_at=datetime.fromisoformat(payload["sent_at"]),
+        )
 
 
 @dataclass(frozen=True)

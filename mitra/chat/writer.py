@@ -282,16 +282,7 @@ def _outbox_rows(batch: list[PendingMessage], now: datetime) -> list[dict[str, A
                 "topic": CHAT_EVENTS_TOPIC,
                 "key": str(message.conversation_id),
                 "event_type": "message.accepted",
-                "payload": {
-                    "conversation_id": str(message.conversation_id),
-                    "seq": message.seq,
-                    "message_id": str(message.message_id),
-                    "sender_id": str(message.sender_id) if message.sender_id else None,
-                    "client_msg_id": message.client_msg_id,
-                    "body": message.body,
-                    "channel": message.channel,
-                    "sent_at": message.sent_at.isoformat(),
-                },
+                "payload": message.as_stored().as_payload(),
             }
         )
         rows.append(
