@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, select, true
 
@@ -103,6 +105,14 @@ def require(principal: Principal, action: Action, record: Owned | None = None) -
     if allowed is Reach.OWN and (record is None or record.agent_id == principal.user_id):
         return
     raise Forbidden(f"role {principal.role.value} may not {action.value} this record")
+
+
+def require_update(principal: Principal, record: Owned, values: Mapping[str, Any]) -> None:
+    """An update is a write on the record's book; handing the record to another agent
+    (`agent_id` among the changes) is a write on that agent's book too."""
+    require(principal, Action.UPDATE, record)
+    if "agent_id" in values:
+        require(principal, Action.UPDATE, Owned(values["agent_id"]))
 
 
 def scoped_agent(principal: Principal, action: Action) -> uuid.UUID | None:

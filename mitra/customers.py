@@ -144,11 +144,8 @@ class CustomerService:
     ) -> Customer:
         async with self._db.unit_of_work(Scope.tenant(principal.tenant_id)) as uow:
             customer = await self._visible(uow.session, principal, customer_id)
-            access.require(principal, Action.UPDATE, Owned(customer.agent_id))
             values = changes.given()
-            if "agent_id" in values:
-                # Handing a customer to another agent is a write on that agent's book too.
-                access.require(principal, Action.UPDATE, Owned(values["agent_id"]))
+            access.require_update(principal, Owned(customer.agent_id), values)
             await self._apply(uow.session, customer, values)
             customer.updated_by = principal.user_id
             await uow.session.flush()

@@ -234,11 +234,8 @@ class PolicyService:
     ) -> Policy:
         async with self._db.unit_of_work(Scope.tenant(principal.tenant_id)) as uow:
             policy = await self._visible(uow.session, principal, policy_id)
-            access.require(principal, Action.UPDATE, Owned(policy.agent_id))
             values = changes.given()
-            if "agent_id" in values:
-                # Handing a policy to another agent is a write on that agent's book too.
-                access.require(principal, Action.UPDATE, Owned(values["agent_id"]))
+            access.require_update(principal, Owned(policy.agent_id), values)
             before = policy.status
             await self._apply(uow.session, principal, policy, values, creating=False)
             policy.updated_by = principal.user_id

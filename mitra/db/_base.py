@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, ForeignKey, MetaData, Uuid
+from sqlalchemy import DateTime, Enum, ForeignKey, MetaData, Uuid
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -60,3 +61,15 @@ class TenantOwned:
     @declared_attr
     def tenant_id(cls) -> Mapped[uuid.UUID]:
         return mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+
+
+def string_enum(cls: type[enum.Enum], name: str) -> Enum:
+    """An enum column stored as its string values: a new member is a migration, not a type
+    rebuild (PostgreSQL's native enums need one), and SQLite stores the same text."""
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        length=32,
+        values_callable=lambda members: [str(member.value) for member in members],
+    )

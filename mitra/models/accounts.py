@@ -6,10 +6,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from mitra.db import Base, TenantOwned
+from mitra.db import Base, TenantOwned, string_enum
 
 
 class Role(enum.StrEnum):
@@ -32,15 +32,6 @@ class Role(enum.StrEnum):
         return self is not Role.POLICYHOLDER
 
 
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    # Stored as plain strings with a CHECK, so adding a role is a migration, not a type rebuild.
-    return Enum(cls, name=name, native_enum=False, length=32, values_callable=_values)
-
-
-def _values(cls: type[enum.Enum]) -> list[str]:
-    return [str(member.value) for member in cls]
-
-
 class Tenant(Base):
     """An agency: every tenant-owned row points at one."""
 
@@ -61,7 +52,7 @@ class User(TenantOwned, Base):
     password_hash: Mapped[str] = mapped_column(String(255))
     first_name: Mapped[str] = mapped_column(String(100))
     last_name: Mapped[str] = mapped_column(String(100))
-    role: Mapped[Role] = mapped_column(_enum(Role, "user_role"))
+    role: Mapped[Role] = mapped_column(string_enum(Role, "user_role"))
     is_active: Mapped[bool] = mapped_column(default=True)
     mfa_enabled: Mapped[bool] = mapped_column(default=False)
     failed_login_count: Mapped[int] = mapped_column(default=0)

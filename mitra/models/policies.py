@@ -7,10 +7,10 @@ import uuid
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Date, Enum, ForeignKey, Index, Numeric, String, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Numeric, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from mitra.db import Base, TenantOwned
+from mitra.db import Base, TenantOwned, string_enum
 
 # Rupees with paise; 12 integer digits is far beyond any real sum assured.
 MONEY = Numeric(14, 2)
@@ -40,17 +40,6 @@ class PolicyStatus(enum.StrEnum):
     LAPSED = "lapsed"
     MATURED = "matured"
     SURRENDERED = "surrendered"
-
-
-def _enum(cls: type[enum.Enum], name: str) -> Enum:
-    # Plain strings with a CHECK, as for roles: a new value is a migration, not a type rebuild.
-    return Enum(
-        cls,
-        name=name,
-        native_enum=False,
-        length=32,
-        values_callable=lambda members: [str(m.value) for m in members],
-    )
 
 
 class Audited:
@@ -102,18 +91,18 @@ class Policy(Audited, TenantOwned, Base):
     policy_number: Mapped[str] = mapped_column(String(40))
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="RESTRICT"))
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
-    policy_type: Mapped[PolicyType] = mapped_column(_enum(PolicyType, "policy_type"))
+    policy_type: Mapped[PolicyType] = mapped_column(string_enum(PolicyType, "policy_type"))
     plan_name: Mapped[str] = mapped_column(String(200))
     sum_assured: Mapped[Decimal] = mapped_column(MONEY)
     premium_amount: Mapped[Decimal] = mapped_column(MONEY)
     premium_frequency: Mapped[PremiumFrequency] = mapped_column(
-        _enum(PremiumFrequency, "premium_frequency")
+        string_enum(PremiumFrequency, "premium_frequency")
     )
     start_date: Mapped[date] = mapped_column(Date)
     maturity_date: Mapped[date | None] = mapped_column(Date)
     next_due_date: Mapped[date | None] = mapped_column(Date)
     status: Mapped[PolicyStatus] = mapped_column(
-        _enum(PolicyStatus, "policy_status"), default=PolicyStatus.PENDING
+        string_enum(PolicyStatus, "policy_status"), default=PolicyStatus.PENDING
     )
 
     customer: Mapped[Customer] = relationship(lazy="raise")
