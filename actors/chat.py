@@ -74,7 +74,7 @@ class ChatActors:
         )
 
     def _start_tenant(self, activation: Activation[uuid.UUID]) -> pykka.ActorRef[Any]:
-        return TenantActor.start(activation, self.conversations.keys)
+        return TenantActor.start(activation, self.conversations.live_keys)
 
     async def send(
         self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, message: SendMessage
@@ -86,7 +86,9 @@ class ChatActors:
         )
         try:
             async with asyncio.timeout(timeout):
-                stored: StoredMessage = await asyncio.wrap_future(accepted)
+                # Shielded: a caller that goes away must not cancel the shared ack, which a
+                # retry of the same client_msg_id may still be waiting on.
+                stored: StoredMessage = await asyncio.shield(asyncio.wrap_future(accepted))
         except TimeoutError:
             raise ActorTimeout("the message was not stored in time; send it again") from None
         return stored

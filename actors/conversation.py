@@ -181,4 +181,4 @@ class ConversationActor(BridgedActor):
 
 
 def _failed(future: concurrent.futures.Future[StoredMessage]) -> bool:
-    return future.done() and future.exception() is not None
+    return future.done() and (future.cancelled() or future.exception() is not None)

@@ -130,7 +130,7 @@ class ActorPool(Generic[K]):
                     entry.inflight -= 1
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def keys(self) -> list[K]:
+    def live_keys(self) -> list[K]:
         """The keys with a live actor right now (a snapshot; safe from any thread)."""
         with self._lock:
             return list(self._entries)

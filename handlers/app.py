@@ -7,6 +7,7 @@ core must not import the HTTP layer (see the note in README's architecture secti
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -14,7 +15,20 @@ from aioprometheus.collectors import Registry
 
 from actors import ActorSystem, RestartStrategy
 from actors.chat import ChatActors
-from handlers import analytics, auth, customers, docs, health, policies, users
+from actors.chat_router import ChatRouter
+from handlers import (
+    analytics,
+    auth,
+    chat_ws,
+    conversations,
+    customers,
+    docs,
+    health,
+    policies,
+    users,
+)
+from handlers.chat_hub import SocketHub
+from handlers.chat_metrics import ChatMetrics
 from handlers.keys import (
     ACCOUNTS,
     ACTORS,
@@ -22,6 +36,9 @@ from handlers.keys import (
     ANALYTICS_CONSUMER,
     AUTH,
     CHAT,
+    CHAT_FANOUT,
+    CHAT_HUB,
+    CHAT_ROUTER,
     CONVERSATIONS,
     CUSTOMERS,
     DATABASE,
@@ -48,6 +65,7 @@ from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
 from streams.analytics import AnalyticsConsumer
+from streams.chat_fanout import ChatFanout
 from streams.factory import streams_from_settings
 from streams.outbox import OutboxRelay, RelayOptions
 
@@ -68,7 +86,19 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app.cleanup_ctx.append(_outbox)
     app.cleanup_ctx.append(_analytics_consumer)
     app.cleanup_ctx.append(_actors)
-    for module in (health, auth, users, customers, policies, analytics, docs):
+    app.cleanup_ctx.append(_chat)
+    app.on_shutdown.append(_close_sockets)
+    for module in (
+        health,
+        auth,
+        users,
+        customers,
+        policies,
+        conversations,
+        chat_ws,
+        analytics,
+        docs,
+    ):
         app.router.add_routes(module.routes)
     app.on_startup.append(docs.build_on_startup)
     return app
@@ -169,3 +199,25 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     yield
     await system.stop()
     await writer.stop()
+
+
+async def _chat(app: web.Application) -> AsyncIterator[None]:
+    """Sockets, the router that finds each conversation's owner, and this instance's fan-out."""
+    settings = app[SETTINGS]
+    hub = SocketHub(ChatMetrics(app[METRICS]))
+    router = ChatRouter(app[CHAT], app[STREAMS], timeout=settings.actors.ask_timeout_seconds * 2)
+    fanout = ChatFanout(app[STREAMS], uuid.uuid4().hex, [hub.deliver, router.on_event])
+    app[CHAT_HUB] = hub
+    app[CHAT_ROUTER] = router
+    app[CHAT_FANOUT] = fanout
+    await fanout.start()
+    await router.start()
+    yield
+    await router.stop()
+    await fanout.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """Open sockets close with GOING_AWAY before the rest shuts down; clients reconnect."""
+    if CHAT_HUB in app:
+        await app[CHAT_HUB].close_all()

@@ -9,6 +9,8 @@ from aioprometheus.collectors import Registry
 
 from actors import ActorSystem
 from actors.chat import ChatActors
+from actors.chat_router import ChatRouter
+from handlers.chat_hub import SocketHub
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, Notifier
@@ -20,6 +22,7 @@ from mitra.policies import PolicyService
 from mitra.settings import Settings
 from streams import Streams
 from streams.analytics import AnalyticsConsumer
+from streams.chat_fanout import ChatFanout
 from streams.outbox import OutboxRelay
 
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -42,4 +45,7 @@ CONVERSATIONS = web.AppKey("conversations", ConversationService)
 ACTORS = web.AppKey("actor_system", ActorSystem)
 MESSAGE_WRITER = web.AppKey("message_writer", MessageWriter)
 CHAT = web.AppKey("chat_actors", ChatActors)
+CHAT_ROUTER = web.AppKey("chat_router", ChatRouter)
+CHAT_HUB = web.AppKey("chat_hub", SocketHub)
+CHAT_FANOUT = web.AppKey("chat_fanout", ChatFanout)
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])

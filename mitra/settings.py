@@ -135,6 +135,17 @@ class ActorsSettings(_Section):
     restart_window_seconds: float = Field(60.0, gt=0)
 
 
+class ChatSettings(_Section):
+    max_body_chars: int = Field(4000, ge=1, le=100_000)
+    rate_limit_messages: int = Field(20, ge=1)
+    rate_limit_window_seconds: float = Field(10.0, gt=0)
+    send_queue_size: int = Field(256, ge=8)
+    auth_timeout_seconds: float = Field(5.0, gt=0)
+    heartbeat_seconds: float = Field(30.0, gt=0)
+    compression: bool = False
+    recovery_page_size: int = Field(500, ge=10, le=5000)
+
+
 class AnalyticsSettings(_Section):
     timezone: str = "Asia/Kolkata"
     consumer_enabled: bool = True
@@ -168,6 +179,7 @@ class Settings(BaseModel):
     streams: StreamsSettings = Field(default_factory=StreamsSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     actors: ActorsSettings = Field(default_factory=ActorsSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)

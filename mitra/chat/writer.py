@@ -192,7 +192,7 @@ class MessageWriter:
         for message in group:
             found = existing.get((message.sender_id, message.client_msg_id))
             if found is not None:
-                message.done.set_result(found)
+                _resolve(message.done, found)
         # Even when every one was a duplicate, the seqs the actor gave them are burnt: reset it.
         self._reject_all(group, "conflict; send again")
 
@@ -226,13 +226,22 @@ class MessageWriter:
         self.batches += 1
         self.written += len(batch)
         for message in batch:
-            message.done.set_result(message.as_stored())
+            _resolve(message.done, message.as_stored())
         if self._after_commit is not None:
             self._after_commit()
 
 
+def _resolve(
+    future: concurrent.futures.Future[StoredMessage], stored_message: StoredMessage
+) -> None:
+    # A future nobody waits for any more may have been cancelled; the row is stored anyway.
+    if not future.done():
+        future.set_result(stored_message)
+
+
 def _reject(message: PendingMessage, reason: str) -> None:
-    message.done.set_exception(WriteRejected(reason))
+    if not message.done.done():
+        message.done.set_exception(WriteRejected(reason))
 
 
 def _by_conversation(batch: list[PendingMessage]) -> list[list[PendingMessage]]:

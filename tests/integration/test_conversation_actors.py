@@ -181,7 +181,7 @@ async def test_two_concurrent_first_messages_start_one_actor(api: Api) -> None:
     chat = api.app[CHAT]
     assert len(chat.conversations) == 0
     await asyncio.gather(*(send(api, room, f"f{n}") for n in range(20)))
-    assert chat.conversations.keys() == [(room.tenant_id, room.conversation_id)]
+    assert chat.conversations.live_keys() == [(room.tenant_id, room.conversation_id)]
     live = await chat.live_conversations(room.tenant_id)
     assert live == {room.conversation_id}
 
@@ -267,7 +267,7 @@ async def test_the_live_cap_passivates_the_least_recently_used(
     sender = room.principals[0].user_id
     for cid in ids:
         await app[CHAT].is_member(room.tenant_id, cid, sender)
-    live = app[CHAT].conversations.keys()
+    live = app[CHAT].conversations.live_keys()
     assert len(live) == 20
     assert [cid for _, cid in live] == ids[-20:]
 

@@ -1,0 +1,296 @@
+"""`GET /ws`: the real-time chat socket (JSON frames; see README "Real-time chat")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+from pydantic import ValidationError
+
+from actors.conversation import SendMessage
+from handlers.chat_hub import ClientSocket, frame
+from handlers.keys import AUTH, CHAT_HUB, CHAT_ROUTER, CONVERSATIONS, SETTINGS, STREAMS
+from handlers.openapi import RawResponse, operation
+from handlers.schemas.chat import (
+    CLIENT_FRAME,
+    FRAME_TYPES,
+    AuthFrame,
+    JoinFrame,
+    PingFrame,
+    ReadFrame,
+    SendFrame,
+    TypingFrame,
+)
+from handlers.validation import field_errors
+from mitra.auth import Principal
+from mitra.auth.ratelimit import RateLimiter
+from mitra.chat import StoredMessage
+from mitra.errors import MitraError, NotFound, RateLimited
+from streams.envelope import Event
+from streams.topics import CHAT_EVENTS
+
+log = logging.getLogger("mitra.chat.ws")
+routes = web.RouteTableDef()
+
+CLOSE_UNAUTHENTICATED = 4401
+MAX_FRAME_BYTES = 64 * 1024
+
+
+@routes.get("/ws")
+@operation(
+    "Real-time chat WebSocket",
+    description=(
+        "Upgrade to a WebSocket speaking JSON frames. The first frame must be"
+        ' {"type":"auth","token"} within 5 s (close 4401 otherwise); then join, send, typing,'
+        " read and ping. A socket that falls behind is closed with 4008: reconnect and join with"
+        " since_seq."
+    ),
+    tags=("chat",),
+    auth=False,
+    status=101,
+    raw=RawResponse("text/plain", {"type": "string"}, "Switching Protocols"),
+)
+async def chat_socket(request: web.Request) -> web.WebSocketResponse:
+    settings = request.app[SETTINGS].chat
+    ws = web.WebSocketResponse(
+        heartbeat=settings.heartbeat_seconds,
+        compress=settings.compression,
+        max_msg_size=MAX_FRAME_BYTES,
+    )
+    await ws.prepare(request)
+    principal = await _authenticate(request, ws)
+    if principal is None:
+        return ws
+    session = ChatSession(request.app, ws, principal)
+    await session.run()
+    return ws
+
+
+async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
+    """The first frame authenticates; tokens never travel in the URL."""
+    timeout = request.app[SETTINGS].chat.auth_timeout_seconds
+    try:
+        async with asyncio.timeout(timeout):
+            message = await ws.receive()
+    except TimeoutError:
+        await ws.close(code=CLOSE_UNAUTHENTICATED, message=b"auth frame expected")
+        return None
+    if message.type != WSMsgType.TEXT:
+        await ws.close(code=CLOSE_UNAUTHENTICATED, message=b"auth frame expected")
+        return None
+    try:
+        auth = AuthFrame.model_validate(orjson.loads(message.data))
+        return await request.app[AUTH].authenticate(auth.token)
+    except (orjson.JSONDecodeError, ValidationError, MitraError):
+        await ws.close(code=CLOSE_UNAUTHENTICATED, message=b"authentication failed")
+        return None
+
+
+class ChatSession:
+    """One authenticated socket: reads frames, answers them, and cleans up when it closes."""
+
+    def __init__(self, app: web.Application, ws: web.WebSocketResponse, principal: Principal):
+        self.app = app
+        self.ws = ws
+        self.principal = principal
+        self.settings = app[SETTINGS].chat
+        self.hub = app[CHAT_HUB]
+        self.socket = ClientSocket(ws, principal, self.settings.send_queue_size, self.hub.metrics)
+        self.limiter = RateLimiter(
+            self.settings.rate_limit_messages, self.settings.rate_limit_window_seconds
+        )
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        self.hub.add(self.socket)
+        try:
+            self.socket.push(frame({"type": "auth_ok", "user_id": str(self.principal.user_id)}))
+            async for message in self.ws:
+                if message.type == WSMsgType.TEXT:
+                    await self._on_text(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    self._error("unsupported", "frames are JSON text")
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            left = self.hub.remove(self.socket)
+            await self.socket.close()
+            for conversation_id in left:
+                if self.principal.user_id not in self.hub.online_users(conversation_id):
+                    await self._relay(
+                        "presence", conversation_id, {"status": "offline"}, quietly=True
+                    )
+
+    def _error(self, code: str, message: str, ref: str | None = None) -> None:
+        self.socket.push(frame({"type": "error", "code": code, "message": message, "ref": ref}))
+
+    async def _on_text(self, text: str) -> None:
+        try:
+            data: Any = orjson.loads(text)
+        except orjson.JSONDecodeError as exc:
+            self._error("bad_json", f"not JSON: {exc}")
+            return
+        if not isinstance(data, dict):
+            self._error("bad_frame", "a frame is a JSON object")
+            return
+        ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+        kind = data.get("type")
+        if kind not in FRAME_TYPES:
+            self._error("unknown_type", f"unknown frame type {kind!r}", ref)
+            return
+        try:
+            parsed = CLIENT_FRAME.validate_python(data)
+        except ValidationError as exc:
+            first = field_errors(exc)[0]
+            self._error("invalid_frame", f"{first.field}: {first.message}", ref)
+            return
+        if isinstance(parsed, PingFrame):
+            self.socket.push(frame({"type": "pong", "ref": parsed.ref}))
+        elif isinstance(parsed, AuthFrame):
+            self._error("already_authenticated", "this socket is authenticated", ref)
+        elif isinstance(parsed, SendFrame):
+            self._on_send(parsed)
+        elif isinstance(parsed, JoinFrame):
+            await self._guard(self._join(parsed), parsed.ref)
+        elif isinstance(parsed, TypingFrame):
+            await self._guard(self._typing(parsed), parsed.ref)
+        elif isinstance(parsed, ReadFrame):
+            await self._guard(self._read(parsed), parsed.ref)
+
+    async def _guard(self, work: Any, ref: str | None) -> None:
+        try:
+            await work
+        except NotFound:
+            self._error("not_member", "no such conversation, or you are not a member", ref)
+        except MitraError as exc:
+            self._error(exc.code, exc.message, ref)
+
+    # ---- frames ------------------------------------------------------------------------------
+
+    def _on_send(self, send: SendFrame) -> None:
+        ref = send.ref or send.client_msg_id
+        if len(send.body) > self.settings.max_body_chars:
+            self._error("body_too_long", f"at most {self.settings.max_body_chars} characters", ref)
+            return
+        try:
+            self.limiter.hit("send")
+        except RateLimited as exc:
+            self._error("rate_limited", f"slow down; retry in {exc.retry_after_seconds}s", ref)
+            return
+        # Tasks start in creation order, so one socket's sends reach the actor in order while
+        # several acks are awaited at once.
+        task = asyncio.get_running_loop().create_task(self._send(send, ref))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _send(self, send: SendFrame, ref: str) -> None:
+        direction = "outbound" if self.principal.role.is_staff else "inbound"
+        message = SendMessage(
+            self.principal.user_id, send.client_msg_id, send.body, "app", direction
+        )
+        try:
+            stored = await self.app[CHAT_ROUTER].send(
+                self.principal.tenant_id, send.conversation_id, message
+            )
+        except NotFound:
+            self._error("not_member", "no such conversation, or you are not a member", ref)
+            return
+        except MitraError as exc:
+            self._error(exc.code, exc.message, ref)
+            return
+        self.hub.metrics.messages_in.inc({})
+        self.socket.push(frame(ack_frame(stored)))
+
+    async def _join(self, join: JoinFrame) -> None:
+        summary = await self.app[CONVERSATIONS].get(self.principal, join.conversation_id)
+        self.hub.join(self.socket, join.conversation_id)
+        online = sorted(str(user) for user in self.hub.online_users(join.conversation_id))
+        await self.socket.push_waiting(
+            frame(
+                {
+                    "type": "joined",
+                    "conversation_id": str(join.conversation_id),
+                    "last_seq": summary.last_seq,
+                    "online": online,
+                    "ref": join.ref,
+                }
+            )
+        )
+        last = join.since_seq
+        page_size = self.settings.recovery_page_size
+        while True:
+            page = await self.app[CONVERSATIONS].messages_since(
+                self.principal.tenant_id, join.conversation_id, last, page_size
+            )
+            for stored in page:
+                await self.socket.push_waiting(frame(message_frame(stored)))
+                last = stored.seq
+            if len(page) < page_size:
+                break
+        self.socket.end_recovery(join.conversation_id, last)
+        await self._relay("presence", join.conversation_id, {"status": "online"})
+
+    async def _typing(self, typing: TypingFrame) -> None:
+        self._require_joined(typing.conversation_id)
+        await self._relay("typing", typing.conversation_id, {})
+
+    async def _read(self, read: ReadFrame) -> None:
+        position = await self.app[CONVERSATIONS].mark_read(
+            self.principal, read.conversation_id, read.seq
+        )
+        await self._relay("read", read.conversation_id, {"seq": position})
+
+    def _require_joined(self, conversation_id: uuid.UUID) -> None:
+        if conversation_id not in self.socket.delivered:
+            raise NotFound("join the conversation first")
+
+    async def _relay(
+        self, kind: str, conversation_id: uuid.UUID, extra: dict[str, Any], quietly: bool = False
+    ) -> None:
+        """Typing, read and presence reach the other members on every instance."""
+        payload = {
+            "conversation_id": str(conversation_id),
+            "user_id": str(self.principal.user_id),
+            "socket_id": str(self.socket.id),
+            **extra,
+        }
+        event = Event(
+            type=kind,
+            tenant_id=str(self.principal.tenant_id),
+            key=str(conversation_id),
+            payload=payload,
+        )
+        try:
+            await self.app[STREAMS].publish(CHAT_EVENTS.name, str(conversation_id), event)
+        except MitraError:
+            if not quietly:
+                raise
+            log.info("could not relay %s for %s", kind, conversation_id)
+
+
+def message_frame(stored: StoredMessage) -> dict[str, Any]:
+    return {
+        "type": "message",
+        "conversation_id": str(stored.conversation_id),
+        "seq": stored.seq,
+        "message_id": str(stored.message_id),
+        "sender_id": str(stored.sender_id) if stored.sender_id else None,
+        "client_msg_id": stored.client_msg_id,
+        "body": stored.body,
+        "channel": stored.channel,
+        "sent_at": stored.sent_at.isoformat(),
+    }
+
+
+def ack_frame(stored: StoredMessage) -> dict[str, Any]:
+    return {
+        "type": "ack",
+        "conversation_id": str(stored.conversation_id),
+        "client_msg_id": stored.client_msg_id,
+        "seq": stored.seq,
+        "message_id": str(stored.message_id),
+    }

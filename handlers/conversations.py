@@ -1,0 +1,121 @@
+"""`/api/v1/conversations`: open, list, read history and send without a socket."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from aiohttp import web
+
+from actors.conversation import SendMessage
+from handlers.envelope import ok
+from handlers.keys import CHAT_ROUTER, CONVERSATIONS, SETTINGS
+from handlers.openapi import operation
+from handlers.records import path_id
+from handlers.schemas.chat import (
+    ConversationResponse,
+    HistoryQuery,
+    MessageResponse,
+    OpenConversationRequest,
+    SendMessageRequest,
+)
+from handlers.schemas.common import IdPath
+from handlers.security import authenticate
+from handlers.validation import parse_body, parse_query
+from mitra.chat import ConversationSummary
+from mitra.errors import InvalidInput
+
+routes = web.RouteTableDef()
+TAGS = ("chat",)
+
+
+def _shape(summary: ConversationSummary) -> ConversationResponse:
+    return ConversationResponse.model_validate(asdict(summary))
+
+
+@routes.post("/api/v1/conversations")
+@operation(
+    "Open a conversation",
+    description="With `customer_id`, the agent's chat with that customer (the existing one if"
+    " there is one: 200); with `participant_ids`, a new chat among staff (201).",
+    tags=TAGS,
+    body=OpenConversationRequest,
+    response=ConversationResponse,
+    status=201,
+    errors=(404,),
+)
+async def open_conversation(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = await parse_body(request, OpenConversationRequest)
+    service = request.app[CONVERSATIONS]
+    if body.customer_id is not None:
+        summary, created = await service.open_with_customer(principal, body.customer_id)
+    else:
+        summary = await service.open_among_staff(principal, body.participant_ids or [], body.title)
+        created = True
+    status = 201 if created else 200
+    return ok(_shape(summary), message="conversation opened", status=status)
+
+
+@routes.get("/api/v1/conversations")
+@operation(
+    "The caller's conversations, newest activity first, with unread counts",
+    tags=TAGS,
+    response=list[ConversationResponse],
+)
+async def list_conversations(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    summaries = await request.app[CONVERSATIONS].list_for(principal)
+    return ok([_shape(summary) for summary in summaries])
+
+
+@routes.get("/api/v1/conversations/{id}/messages")
+@operation(
+    "A page of a conversation's messages in seq order",
+    description="`after_seq` pages forward (oldest first); otherwise the newest `limit`"
+    " messages before `before_seq` (or the end).",
+    tags=TAGS,
+    path=IdPath,
+    query=HistoryQuery,
+    response=list[MessageResponse],
+    errors=(404,),
+)
+async def conversation_messages(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    conversation_id = path_id(request, "conversation")
+    query = parse_query(request, HistoryQuery)
+    messages = await request.app[CONVERSATIONS].history(
+        principal,
+        conversation_id,
+        before_seq=query.before_seq,
+        after_seq=query.after_seq,
+        limit=query.limit,
+    )
+    return ok([MessageResponse.model_validate(asdict(message)) for message in messages])
+
+
+@routes.post("/api/v1/conversations/{id}/messages")
+@operation(
+    "Send a message without a socket",
+    description="The same path as the socket's send: the same `client_msg_id` again returns"
+    " the first acceptance and stores nothing new.",
+    tags=TAGS,
+    path=IdPath,
+    body=SendMessageRequest,
+    response=MessageResponse,
+    status=201,
+    errors=(404, 503),
+)
+async def send_message(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    conversation_id = path_id(request, "conversation")
+    body = await parse_body(request, SendMessageRequest)
+    limit = request.app[SETTINGS].chat.max_body_chars
+    if len(body.body) > limit:
+        raise InvalidInput.for_field("body", f"must be at most {limit} characters")
+    direction = "outbound" if principal.role.is_staff else "inbound"
+    stored = await request.app[CHAT_ROUTER].send(
+        principal.tenant_id,
+        conversation_id,
+        SendMessage(principal.user_id, body.client_msg_id, body.body, "app", direction),
+    )
+    return ok(MessageResponse.model_validate(asdict(stored)), message="accepted", status=201)

@@ -1,0 +1,108 @@
+"""Models of the chat API: REST bodies and the WebSocket's client frames."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, model_validator
+
+from handlers.schemas.common import QueryModel, RequestModel, ResponseModel
+
+ClientMsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+
+
+class OpenConversationRequest(RequestModel):
+    """Either `customer_id` (an agent with their customer) or `participant_ids` (staff)."""
+
+    customer_id: uuid.UUID | None = None
+    participant_ids: list[uuid.UUID] | None = Field(None, max_length=49)
+    title: str | None = Field(None, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> OpenConversationRequest:
+        if (self.customer_id is None) == (self.participant_ids is None):
+            raise ValueError("give either customer_id or participant_ids")
+        return self
+
+
+class ConversationResponse(ResponseModel):
+    id: uuid.UUID
+    customer_id: uuid.UUID | None
+    title: str | None
+    member_ids: list[uuid.UUID]
+    last_seq: int
+    last_message_at: datetime | None
+    unread: int
+    created_at: datetime
+
+
+class HistoryQuery(QueryModel):
+    before_seq: int | None = Field(None, ge=1)
+    after_seq: int | None = Field(None, ge=0)
+    limit: int = Field(50, ge=1, le=200)
+
+
+class SendMessageRequest(RequestModel):
+    client_msg_id: ClientMsgId
+    body: str = Field(min_length=1)
+
+
+class MessageResponse(ResponseModel):
+    conversation_id: uuid.UUID
+    seq: int
+    message_id: uuid.UUID
+    sender_id: uuid.UUID | None
+    client_msg_id: str
+    body: str
+    channel: str
+    sent_at: datetime
+
+
+# ---- WebSocket client frames ---------------------------------------------------------------
+
+
+class _Frame(RequestModel):
+    ref: str | None = Field(None, max_length=64)
+
+
+class AuthFrame(_Frame):
+    type: Literal["auth"]
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class JoinFrame(_Frame):
+    type: Literal["join"]
+    conversation_id: uuid.UUID
+    since_seq: int = Field(0, ge=0)
+
+
+class SendFrame(_Frame):
+    type: Literal["send"]
+    conversation_id: uuid.UUID
+    client_msg_id: ClientMsgId
+    body: str = Field(min_length=1)
+
+
+class TypingFrame(_Frame):
+    type: Literal["typing"]
+    conversation_id: uuid.UUID
+
+
+class ReadFrame(_Frame):
+    type: Literal["read"]
+    conversation_id: uuid.UUID
+    seq: int = Field(ge=0)
+
+
+class PingFrame(_Frame):
+    type: Literal["ping"]
+
+
+ClientFrame = Annotated[
+    AuthFrame | JoinFrame | SendFrame | TypingFrame | ReadFrame | PingFrame,
+    Field(discriminator="type"),
+]
+CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
+FRAME_TYPES = frozenset({"auth", "join", "send", "typing", "read", "ping"})
