@@ -288,13 +288,16 @@ class _Worker:
 
 
 async def _expect(ws: aiohttp.ClientWebSocketResponse, kind: str) -> dict[str, Any]:
-    msg = await ws.receive()
-    if msg.type is not aiohttp.WSMsgType.TEXT:
-        raise ConnectionError(f"expected {kind}, got {msg.type.name}")
-    frame: dict[str, Any] = orjson.loads(msg.data)
-    if frame.get("type") != kind:
-        raise ConnectionError(f"expected {kind}, got {frame.get('type')}: {frame.get('code')}")
-    return frame
+    """The next frame of type `kind`; other members' presence frames may come first."""
+    while True:
+        msg = await ws.receive()
+        if msg.type is not aiohttp.WSMsgType.TEXT:
+            raise ConnectionError(f"expected {kind}, got {msg.type.name} {msg.data} {msg.extra}")
+        frame: dict[str, Any] = orjson.loads(msg.data)
+        if frame.get("type") == kind:
+            return frame
+        if frame.get("type") == "error":
+            raise ConnectionError(f"expected {kind}, got error {frame.get('code')}")
 
 
 def _dumps(frame: dict[str, Any]) -> str:
