@@ -36,11 +36,12 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from bench.bare_ws import raise_open_files_limit
-from bench.chat_client import ClientPool, WorkerFailed
+from bench.chat_client import ClientPool, SocketSpec
 from bench.chat_setup import Group, populate, server_env, socket_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 FANOUT_METRIC = "mitra_chat_fanout_seconds"
+PHASES = ("latency", "saturation")
 MIB = 1024 * 1024
 
 
@@ -228,8 +229,10 @@ def merge(answers: list[dict[str, Any]], server_cpu: float, wall: float) -> dict
     acks = [x for a in answers for x in a["ack_ms"]]
     seconds = max(a["window_seconds"] for a in answers)
     errors: Counter[str] = Counter()
+    close_codes: Counter[str] = Counter()
     for answer in answers:
         errors.update(answer["errors"])
+        close_codes.update(answer["close_codes"])
     expected = sum(a["expected_to_others"] for a in answers)
     to_others = sum(a["delivered_to_others"] for a in answers)
     return {
@@ -251,6 +254,7 @@ def merge(answers: list[dict[str, Any]], server_cpu: float, wall: float) -> dict
         "client_cpu_pct": sum(a["cpu_seconds"] for a in answers) / seconds * 100,
         "server_cpu_pct": server_cpu / wall * 100 if wall else None,
         "closed_sockets": sum(a["closed_sockets"] for a in answers),
+        "close_codes": dict(close_codes),
     }
 
 
@@ -259,61 +263,75 @@ def run_one(
 ) -> Run:
     specs = socket_specs(groups, bare=kind == "bare", senders_per_group=args.senders)
     run = Run(server=kind, sockets=len(specs), conversations=len(groups))
-    figures = run.figures
     server = Server(kind, workdir, env)
     pool: ClientPool | None = None
     try:
         server.wait_ready(60)
         time.sleep(0.5)
-        figures["rss_start_mib"] = server.rss() / MIB
+        run.figures["rss_start_mib"] = server.rss() / MIB
         pool = ClientPool(args.workers, run=f"{kind}{len(specs)}")
-        figures["client_pids"] = pool.pids
-        started = time.monotonic()
-        answers = pool.connect(server.url + "/ws", specs, args.connect_batch, args.connect_timeout)
-        figures["connect_seconds"] = time.monotonic() - started
-        figures["connected"] = sum(a["connected"] for a in answers)
-        figures["connect_failed"] = sum(a["failed"] for a in answers)
-        connect_errors: Counter[str] = Counter()
-        for answer in answers:
-            connect_errors.update(answer["errors"])
-        if connect_errors:
-            run.problems.append(f"connect errors: {dict(connect_errors.most_common(3))}")
-        time.sleep(args.settle_seconds)  # let start-up garbage and connect buffers settle
-        cpu0 = server.cpu_seconds()
-        time.sleep(1.0)
-        figures["idle_server_cpu_pct"] = (server.cpu_seconds() - cpu0) * 100
-        figures["rss_idle_mib"] = server.rss() / MIB
-        peak = PeakRss(server)
-        try:
-            scrape0 = fanout_histogram(server.metrics())
-            cpu0, wall0 = server.cpu_seconds(), time.monotonic()
-            answers = pool.fixed_rate(args.rate, args.latency_seconds, args.body_chars)
-            figures["latency"] = merge(
-                answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0
-            )
-            scrape1 = fanout_histogram(server.metrics())
-            cpu0, wall0 = server.cpu_seconds(), time.monotonic()
-            answers = pool.saturate(args.window, args.saturation_seconds, args.body_chars)
-            figures["saturation"] = merge(
-                answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0
-            )
-            scrape2 = fanout_histogram(server.metrics())
-        finally:
-            figures["rss_peak_mib"] = peak.close() / MIB
-        figures["server_fanout"] = {
-            "latency": histogram_delta(scrape1, scrape0),
-            "saturation": histogram_delta(scrape2, scrape1),
-        }
-    except (RuntimeError, WorkerFailed, OSError) as exc:
+        run.figures["client_pids"] = pool.pids
+        _connect_and_idle(run, server, pool, specs, args)
+        _load(run, server, pool, args)
+    except Exception as exc:
+        # One failed run is reported and the others still run: the table shows what was measured.
         run.problems.append(f"{type(exc).__name__}: {exc}")
-        tail = server.log_tail()
-        if tail:
-            run.problems.append("server log tail:\n" + tail)
     finally:
+        if server.proc.poll() is not None:
+            run.problems.append(f"server exited with {server.proc.returncode} during the run")
+        closed = any(run.figures.get(phase, {}).get("closed_sockets") for phase in PHASES)
+        tail = server.log_tail()
+        if tail and (run.problems or closed):
+            run.problems.append("server log tail:\n" + tail)
         if pool is not None:
             pool.close()
         server.stop()
     return run
+
+
+def _connect_and_idle(
+    run: Run, server: Server, pool: ClientPool, specs: list[SocketSpec], args: argparse.Namespace
+) -> None:
+    figures = run.figures
+    started = time.monotonic()
+    answers = pool.connect(server.url + "/ws", specs, args.connect_batch, args.connect_timeout)
+    figures["connect_seconds"] = time.monotonic() - started
+    figures["connected"] = sum(a["connected"] for a in answers)
+    figures["connect_failed"] = sum(a["failed"] for a in answers)
+    connect_errors: Counter[str] = Counter()
+    for answer in answers:
+        connect_errors.update(answer["errors"])
+    if connect_errors:
+        run.problems.append(f"connect errors: {dict(connect_errors.most_common(3))}")
+    time.sleep(args.settle_seconds)  # let start-up garbage and connect buffers settle
+    cpu0 = server.cpu_seconds()
+    time.sleep(1.0)
+    figures["idle_server_cpu_pct"] = (server.cpu_seconds() - cpu0) * 100
+    figures["rss_idle_mib"] = server.rss() / MIB
+
+
+def _load(run: Run, server: Server, pool: ClientPool, args: argparse.Namespace) -> None:
+    """The fixed-rate phase, then saturation; server CPU, peak RSS and /metrics around each."""
+    figures = run.figures
+    peak = PeakRss(server)
+    try:
+        scrape0 = fanout_histogram(server.metrics())
+        cpu0, wall0 = server.cpu_seconds(), time.monotonic()
+        answers = pool.fixed_rate(args.rate, args.latency_seconds, args.body_chars)
+        figures["latency"] = merge(answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0)
+        scrape1 = fanout_histogram(server.metrics())
+        cpu0, wall0 = server.cpu_seconds(), time.monotonic()
+        answers = pool.saturate(args.window, args.saturation_seconds, args.body_chars)
+        figures["saturation"] = merge(
+            answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0
+        )
+        scrape2 = fanout_histogram(server.metrics())
+    finally:
+        figures["rss_peak_mib"] = peak.close() / MIB
+    figures["server_fanout"] = {
+        "latency": histogram_delta(scrape1, scrape0),
+        "saturation": histogram_delta(scrape2, scrape1),
+    }
 
 
 # ---- report ----------------------------------------------------------------------------------
@@ -321,6 +339,13 @@ def run_one(
 
 def _f(value: Any, spec: str, missing: str = "-") -> str:
     return missing if value is None else format(value, spec)
+
+
+def _ms(value: float | None) -> str:
+    """Milliseconds: tenths while small, whole (with separators) once in the seconds."""
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
 
 
 def report(runs: list[Run], args: argparse.Namespace, setup_seconds: float) -> None:
@@ -332,7 +357,7 @@ def report(runs: list[Run], args: argparse.Namespace, setup_seconds: float) -> N
     )
     header = (
         f"{'server':<7}{'socks':>6}{'convs':>6}{'conn s':>7}{'fail':>5}{'RSS idle':>9}"
-        f"{'peak':>6}{'ack/s':>7}{'p50':>7}{'p95':>7}{'p99':>7}{'ack p99':>8}{'deliv%':>7}"
+        f"{'peak':>6}{'ack/s':>7}{'p50':>8}{'p95':>8}{'p99':>8}{'ack p99':>8}{'deliv%':>7}"
         f"{'sat acks/s':>11}{'sat frames/s':>13}{'ratio':>6}{'cli cpu':>8}{'srv cpu':>8}"
     )
     print(header)
@@ -352,9 +377,9 @@ def report(runs: list[Run], args: argparse.Namespace, setup_seconds: float) -> N
             f"{run.server:<7}{run.sockets:>6}{run.conversations:>6}"
             f"{_f(f.get('connect_seconds'), '.1f'):>7}{_f(f.get('connect_failed'), 'd'):>5}"
             f"{_f(f.get('rss_idle_mib'), '.0f'):>6} MB{_f(f.get('rss_peak_mib'), '.0f'):>6}"
-            f"{_f(lat.get('acked_per_s'), '.0f'):>7}{_f(lms.get('p50'), '.1f'):>7}"
-            f"{_f(lms.get('p95'), '.1f'):>7}{_f(lms.get('p99'), '.1f'):>7}"
-            f"{_f(lat.get('ack_ms', {}).get('p99'), '.1f'):>8}"
+            f"{_f(lat.get('acked_per_s'), '.0f'):>7}{_ms(lms.get('p50')):>8}"
+            f"{_ms(lms.get('p95')):>8}{_ms(lms.get('p99')):>8}"
+            f"{_ms(lat.get('ack_ms', {}).get('p99')):>8}"
             f"{_f(None if completeness is None else completeness * 100, '.1f'):>7}"
             f"{_f(sat.get('acked_per_s'), ',.0f'):>11}{_f(rate, ',.0f'):>13}"
             f"{_f(f['saturation_ratio_vs_bare'], '.2f'):>6}"
@@ -369,14 +394,24 @@ def report(runs: list[Run], args: argparse.Namespace, setup_seconds: float) -> N
     for run in runs:
         f = run.figures
         notes = []
-        for phase in ("latency", "saturation"):
+        if "rss_idle_mib" in f and f.get("connected"):
+            per_socket = (f["rss_idle_mib"] - f["rss_start_mib"]) * 1024 / f["connected"]
+            notes.append(
+                f"idle: RSS {f['rss_start_mib']:.0f} MB at start -> {f['rss_idle_mib']:.0f} MB "
+                f"with {f['connected']} sockets joined ({per_socket:.0f} KB/socket); server CPU "
+                f"{f['idle_server_cpu_pct']:.0f}% of a core"
+            )
+        for phase in PHASES:
             figures = f.get(phase, {})
             if figures.get("errors"):
                 notes.append(f"{phase} errors {figures['errors']}")
             if figures.get("unacked"):
                 notes.append(f"{phase}: {figures['unacked']} sends never acked")
             if figures.get("closed_sockets"):
-                notes.append(f"{phase}: {figures['closed_sockets']} sockets closed by the server")
+                notes.append(
+                    f"{phase}: {figures['closed_sockets']} sockets closed by the server so far "
+                    f"(close codes {figures['close_codes']}; 4008 = send queue overflowed)"
+                )
         fanout = f.get("server_fanout") or {}
         for phase, hist in fanout.items():
             if hist:
@@ -429,6 +464,14 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--connect-timeout", type=float, default=180.0)
     parser.add_argument("--settle-seconds", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the server logs and database")
+    parser.add_argument(
+        "--server-env",
+        action="append",
+        default=[],
+        metavar="MITRA_X=V",
+        help="extra setting for Mitra (repeatable), e.g. MITRA_CHAT_SEND_QUEUE_SIZE=1024",
+    )
     parser.add_argument(
         "--budget-seconds", type=float, default=600.0, help="no new run starts after this"
     )
@@ -442,8 +485,10 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     servers = [name.strip() for name in args.servers.split(",")]
     with tempfile.TemporaryDirectory(prefix="mitra-chat-bench-") as tmp:
-        workdir = Path(tmp)
-        env = server_env(workdir)
+        workdir = Path(tempfile.mkdtemp(prefix="mitra-chat-bench-")) if args.keep else Path(tmp)
+        if args.keep:
+            print(f"work directory (server logs, database) kept: {workdir}")
+        env = server_env(workdir) | dict(item.split("=", 1) for item in args.server_env)
         print(
             f"set-up: {sum(sizes):,} agents with sessions and their conversations ...", flush=True
         )

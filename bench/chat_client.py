@@ -52,6 +52,9 @@ class _Sock:
     ws: aiohttp.ClientWebSocketResponse
     user_id: str
     window: asyncio.Semaphore | None = None
+    # Set when a send fails or the reader ends: the socket is not used again, and a saturation
+    # lane must not spin on it (a failing send never yields to the loop).
+    dead: bool = False
 
 
 @dataclass
@@ -82,6 +85,7 @@ class _Worker:
         self.tag = ""  # the phase whose frames are counted, "" between phases
         self.window_open = False  # message frames count as delivered only inside the window
         self.last_frame_ns = 0
+        self.close_codes: Counter[str] = Counter()  # why sockets ended: server codes like 4008
         self.process = psutil.Process()
 
     # -- connecting ----------------------------------------------------------------------------
@@ -132,6 +136,17 @@ class _Worker:
     # -- receiving -----------------------------------------------------------------------------
 
     async def _read(self, sock: _Sock) -> None:
+        try:
+            await self._read_frames(sock)
+        except Exception as exc:
+            self.close_codes[type(exc).__name__] += 1
+        else:
+            exc_type = type(sock.ws.exception()).__name__ if sock.ws.exception() else ""
+            self.close_codes[f"{sock.ws.close_code}{' ' + exc_type if exc_type else ''}"] += 1
+        finally:
+            sock.dead = True
+
+    async def _read_frames(self, sock: _Sock) -> None:
         async for msg in sock.ws:
             if msg.type is not aiohttp.WSMsgType.TEXT:
                 continue
@@ -174,6 +189,12 @@ class _Worker:
     # -- sending -------------------------------------------------------------------------------
 
     async def _send(self, sock: _Sock, tag: str, pad: str) -> None:
+        if sock.dead or sock.ws.closed:
+            # The server closed it (a slow consumer gets 4008); the schedule goes on without it.
+            self.stats.errors["socket_closed"] += 1
+            if sock.window is not None:
+                sock.window.release()
+            return
         self.counter += 1
         client_msg_id = f"{self.run}-{self.index}-{self.counter}"
         now = time.monotonic_ns()
@@ -186,7 +207,12 @@ class _Worker:
             "client_msg_id": client_msg_id,
             "body": f"{tag}{now}|{pad}",
         }
-        await sock.ws.send_str(_dumps(frame))
+        try:
+            await sock.ws.send_str(_dumps(frame))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError):
+            self.stats.errors["send_failed"] += 1
+            sock.dead = True
+            self._on_ack(client_msg_id, None)
 
     async def fixed_rate(self, rate: float, seconds: float, body_chars: int) -> dict[str, Any]:
         """Open loop: sends are due on a schedule whatever the acks do (no coordinated omission)."""
@@ -220,7 +246,7 @@ class _Worker:
 
         async def lane(sock: _Sock) -> None:
             assert sock.window is not None
-            while (left := deadline - time.monotonic()) > 0:
+            while (left := deadline - time.monotonic()) > 0 and not sock.dead:
                 try:
                     async with asyncio.timeout(left):
                         await sock.window.acquire()
@@ -262,7 +288,8 @@ class _Worker:
             "errors": dict(stats.errors),
             "cpu_seconds": busy,
             "drain_seconds": drained,
-            "closed_sockets": sum(1 for sock in self.socks if sock.ws.closed),
+            "closed_sockets": sum(1 for sock in self.socks if sock.dead),
+            "close_codes": dict(self.close_codes),
         }
 
     async def _drain(self, limit: float) -> float:
@@ -326,7 +353,11 @@ async def _serve_commands(conn: Connection, index: int, run: str) -> None:
                 "fixed_rate": worker.fixed_rate,
                 "saturate": worker.saturate,
             }
-            conn.send(await handlers[command](*args))
+            try:
+                conn.send(await handlers[command](*args))
+            except Exception as exc:
+                # Answer with the failure, so the orchestrator reports it instead of waiting.
+                conn.send({"error": f"worker {index}: {type(exc).__name__}: {exc}"})
     finally:
         with contextlib.suppress(Exception):
             await worker.close()
@@ -367,6 +398,9 @@ class ClientPool:
             if not conn.poll(max(0.0, deadline - time.monotonic())):
                 raise WorkerFailed(f"no answer to {command} within {timeout:.0f} s")
             answers.append(conn.recv())
+        failures = [answer["error"] for answer in answers if "error" in answer]
+        if failures:
+            raise WorkerFailed("; ".join(failures))
         return answers
 
     def connect(
