@@ -42,6 +42,12 @@ from bench.chat_setup import Group, populate, server_env, socket_specs
 ROOT = Path(__file__).resolve().parent.parent
 FANOUT_METRIC = "mitra_chat_fanout_seconds"
 PHASES = ("latency", "saturation")
+CHAT_COUNTERS = (
+    "mitra_chat_open_sockets",
+    "mitra_chat_messages_in_total",
+    "mitra_chat_messages_out_total",
+    "mitra_chat_send_queue_overflows_total",
+)
 MIB = 1024 * 1024
 
 
@@ -178,6 +184,17 @@ def fanout_histogram(text: str | None) -> dict[str, float] | None:
     return found
 
 
+def counters(text: str | None) -> dict[str, float]:
+    """The chat's plain samples (no labels) from /metrics: sockets, messages, overflows."""
+    found: dict[str, float] = {}
+    for line in (text or "").splitlines():
+        name, _, value = line.partition(" ")
+        name = name.removesuffix("{}")
+        if name in CHAT_COUNTERS:
+            found[name] = float(value)
+    return found
+
+
 def histogram_delta(after: dict[str, float] | None, before: dict[str, float] | None) -> Any:
     """What the server observed between two scrapes: count, mean and bucket-bound quantiles."""
     if after is None:
@@ -303,11 +320,26 @@ def _connect_and_idle(
         connect_errors.update(answer["errors"])
     if connect_errors:
         run.problems.append(f"connect errors: {dict(connect_errors.most_common(3))}")
-    time.sleep(args.settle_seconds)  # let start-up garbage and connect buffers settle
+    figures["settle_seconds"] = _settle(server, args.settle_seconds)
     cpu0 = server.cpu_seconds()
     time.sleep(1.0)
     figures["idle_server_cpu_pct"] = (server.cpu_seconds() - cpu0) * 100
     figures["rss_idle_mib"] = server.rss() / MIB
+
+
+def _settle(server: Server, limit: float) -> float:
+    """Wait until the server is quiet (under 5% of a core for 0.5 s), at most `limit` seconds.
+
+    Joins publish presence events, and a fresh Mitra also relays and folds the set-up's
+    `conversation.opened` outbox rows at start; idle figures and the load start after that.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        cpu0 = server.cpu_seconds()
+        time.sleep(0.5)
+        if server.cpu_seconds() - cpu0 < 0.025:
+            break
+    return time.monotonic() - started
 
 
 def _load(run: Run, server: Server, pool: ClientPool, args: argparse.Namespace) -> None:
@@ -325,7 +357,9 @@ def _load(run: Run, server: Server, pool: ClientPool, args: argparse.Namespace) 
         figures["saturation"] = merge(
             answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0
         )
-        scrape2 = fanout_histogram(server.metrics())
+        text = server.metrics()
+        scrape2 = fanout_histogram(text)
+        figures["server_counters"] = counters(text)
     finally:
         figures["rss_peak_mib"] = peak.close() / MIB
     figures["server_fanout"] = {
@@ -392,40 +426,48 @@ def report(runs: list[Run], args: argparse.Namespace, setup_seconds: float) -> N
         "saturation (client: all its processes)"
     )
     for run in runs:
-        f = run.figures
-        notes = []
-        if "rss_idle_mib" in f and f.get("connected"):
-            per_socket = (f["rss_idle_mib"] - f["rss_start_mib"]) * 1024 / f["connected"]
-            notes.append(
-                f"idle: RSS {f['rss_start_mib']:.0f} MB at start -> {f['rss_idle_mib']:.0f} MB "
-                f"with {f['connected']} sockets joined ({per_socket:.0f} KB/socket); server CPU "
-                f"{f['idle_server_cpu_pct']:.0f}% of a core"
-            )
-        for phase in PHASES:
-            figures = f.get(phase, {})
-            if figures.get("errors"):
-                notes.append(f"{phase} errors {figures['errors']}")
-            if figures.get("unacked"):
-                notes.append(f"{phase}: {figures['unacked']} sends never acked")
-            if figures.get("closed_sockets"):
-                notes.append(
-                    f"{phase}: {figures['closed_sockets']} sockets closed by the server so far "
-                    f"(close codes {figures['close_codes']}; 4008 = send queue overflowed)"
-                )
-        fanout = f.get("server_fanout") or {}
-        for phase, hist in fanout.items():
-            if hist:
-                notes.append(
-                    f"server {FANOUT_METRIC} ({phase}): n={hist['count']}, mean "
-                    f"{_f(hist['mean_ms'], '.1f')} ms, p50 <= {_f(hist['p50_le_ms'], 'g')} ms, "
-                    f"p99 <= {_f(hist['p99_le_ms'], 'g')} ms"
-                )
-        if run.server == "mitra" and "latency" in f and not any(fanout.values()):
-            notes.append(f"server exposes no {FANOUT_METRIC}")
-        for line in notes + run.problems:
+        for line in _notes(run):
             print(f"  {run.server} {run.sockets}: {line}")
     _targets(runs)
     print(json.dumps([run.__dict__ for run in runs], default=str))
+
+
+def _notes(run: Run) -> list[str]:
+    """What the table has no room for: idle detail, errors, closures, the server's view."""
+    f = run.figures
+    notes = []
+    if "rss_idle_mib" in f and f.get("connected"):
+        per_socket = (f["rss_idle_mib"] - f["rss_start_mib"]) * 1024 / f["connected"]
+        notes.append(
+            f"idle: RSS {f['rss_start_mib']:.0f} MB at start -> {f['rss_idle_mib']:.0f} MB "
+            f"with {f['connected']} sockets joined ({per_socket:.0f} KB/socket); server CPU "
+            f"{f['idle_server_cpu_pct']:.0f}% of a core (quiet {f['settle_seconds']:.1f} s "
+            "after the last join)"
+        )
+    if f.get("server_counters"):
+        notes.append(f"server /metrics at the end: {f['server_counters']}")
+    for phase in PHASES:
+        figures = f.get(phase, {})
+        if figures.get("errors"):
+            notes.append(f"{phase} errors {figures['errors']}")
+        if figures.get("unacked"):
+            notes.append(f"{phase}: {figures['unacked']} sends never acked")
+        if figures.get("closed_sockets"):
+            notes.append(
+                f"{phase}: {figures['closed_sockets']} sockets closed by the server so far "
+                f"(close codes {figures['close_codes']}; 4008 = send queue overflowed)"
+            )
+    fanout = f.get("server_fanout") or {}
+    for phase, hist in fanout.items():
+        if hist:
+            notes.append(
+                f"server {FANOUT_METRIC} ({phase}): n={hist['count']}, mean "
+                f"{_f(hist['mean_ms'], '.1f')} ms, p50 <= {_f(hist['p50_le_ms'], 'g')} ms, "
+                f"p99 <= {_f(hist['p99_le_ms'], 'g')} ms"
+            )
+    if run.server == "mitra" and "latency" in f and not any(fanout.values()):
+        notes.append(f"server exposes no {FANOUT_METRIC}")
+    return notes + run.problems
 
 
 def _targets(runs: list[Run]) -> None:
@@ -462,7 +504,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="client processes")
     parser.add_argument("--connect-batch", type=int, default=50, help="per client process")
     parser.add_argument("--connect-timeout", type=float, default=180.0)
-    parser.add_argument("--settle-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--settle-seconds", type=float, default=30.0, help="most to wait for a quiet server"
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--keep", action="store_true", help="keep the server logs and database")
     parser.add_argument(
