@@ -107,7 +107,9 @@ class _Worker:
                     errors[type(result).__name__ + ": " + str(result)[:80]] += 1
                 else:
                     self.socks.append(result)
-        self.readers = [asyncio.create_task(self._read(sock)) for sock in self.socks]
+                    # Read from the moment it joined: an unread socket answers no server ping,
+                    # and a server with a heartbeat closes it while the others still connect.
+                    self.readers.append(asyncio.create_task(self._read(result)))
         return {
             "connected": len(self.socks),
             "failed": sum(errors.values()),
