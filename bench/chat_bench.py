@@ -351,6 +351,9 @@ def _load(run: Run, server: Server, pool: ClientPool, args: argparse.Namespace) 
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
         answers = pool.fixed_rate(args.rate, args.latency_seconds, args.body_chars)
         figures["latency"] = merge(answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0)
+        # An overloaded server still works off the fixed-rate backlog after the client's drain;
+        # saturation starts from a quiet server, or its figure would include that backlog.
+        figures["backlog_seconds"] = _settle(server, min(args.settle_seconds, 20.0))
         scrape1 = fanout_histogram(server.metrics())
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
         answers = pool.saturate(args.window, args.saturation_seconds, args.body_chars)
@@ -443,6 +446,11 @@ def _notes(run: Run) -> list[str]:
             f"with {f['connected']} sockets joined ({per_socket:.0f} KB/socket); server CPU "
             f"{f['idle_server_cpu_pct']:.0f}% of a core (quiet {f['settle_seconds']:.1f} s "
             "after the last join)"
+        )
+    if f.get("backlog_seconds", 0) > 1:
+        notes.append(
+            f"after the fixed-rate phase (and the client's drain) the server stayed busy "
+            f"{f['backlog_seconds']:.1f} s more before saturation started"
         )
     if f.get("server_counters"):
         notes.append(f"server /metrics at the end: {f['server_counters']}")
