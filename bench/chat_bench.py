@@ -353,7 +353,7 @@ def _load(run: Run, server: Server, pool: ClientPool, args: argparse.Namespace) 
         figures["latency"] = merge(answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0)
         # An overloaded server still works off the fixed-rate backlog after the client's drain;
         # saturation starts from a quiet server, or its figure would include that backlog.
-        figures["backlog_seconds"] = _settle(server, min(args.settle_seconds, 20.0))
+        figures["backlog_seconds"] = _settle(server, min(args.settle_seconds, 10.0))
         scrape1 = fanout_histogram(server.metrics())
         cpu0, wall0 = server.cpu_seconds(), time.monotonic()
         answers = pool.saturate(args.window, args.saturation_seconds, args.body_chars)
