@@ -206,7 +206,9 @@ class ChatSession:
         self.socket.push(frame(ack_frame(stored)))
 
     async def _join(self, join: JoinFrame) -> None:
-        summary = await self.app[CONVERSATIONS].get(self.principal, join.conversation_id)
+        last_seq = await self.app[CONVERSATIONS].last_seq_for_member(
+            self.principal, join.conversation_id
+        )
         self.hub.join(self.socket, join.conversation_id)
         online = sorted(str(user) for user in self.hub.online_users(join.conversation_id))
         await self.socket.push_waiting(
@@ -214,7 +216,7 @@ class ChatSession:
                 {
                     "type": "joined",
                     "conversation_id": str(join.conversation_id),
-                    "last_seq": summary.last_seq,
+                    "last_seq": last_seq,
                     "online": online,
                     "ref": join.ref,
                 }

@@ -212,10 +212,13 @@ class ConversationService:
         async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
             return await self._summary(session, principal, conversation_id)
 
-    async def require_member(self, principal: Principal, conversation_id: uuid.UUID) -> None:
-        """404 unless the caller is a member: outsiders cannot tell a chat exists."""
+    async def last_seq_for_member(self, principal: Principal, conversation_id: uuid.UUID) -> int:
+        """The conversation's last seq, for a member joining it (404 for anyone else).
+
+        A join needs only this, not the whole summary (members, unread counts)."""
         async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
             await self._require_member(session, principal, conversation_id)
+            return await _last_seq(session, conversation_id)
 
     async def history(
         self,

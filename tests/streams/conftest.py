@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from mitra.db import Database, Scope
+from mitra.models import Tenant
+from mitra.settings import DatabaseSettings
 from streams.base import Streams
 from streams.envelope import Event
 from tests.streams._tansu import BrokerUnavailable, run_tansu
@@ -109,3 +112,19 @@ async def eventually(condition: Callable[[], bool | Awaitable[bool]], within: fl
             if await result if inspect.isawaitable(result) else result:
                 return
             await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def database(database_url: str) -> AsyncIterator[Database]:
+    """The test's database (SQLite or PostgreSQL, from the `database_url` parameter)."""
+    db = Database(DatabaseSettings(url=database_url))
+    yield db
+    await db.dispose()
+
+
+@pytest.fixture
+async def tenant_id(database: Database) -> uuid.UUID:
+    async with database.transaction(Scope.system()) as session:
+        tenant = Tenant(id=uuid.uuid4(), slug=f"t-{uuid.uuid4().hex[:8]}", name="Streams")
+        session.add(tenant)
+    return tenant.id

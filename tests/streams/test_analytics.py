@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from sqlalchemy import delete, select
 
 from mitra import analytics as a
 from mitra.auth.principal import Principal
 from mitra.db import Database, Scope
-from mitra.models import AnalyticsDaily, Role, Tenant
-from mitra.settings import AnalyticsSettings, DatabaseSettings
+from mitra.models import AnalyticsDaily, Role
+from mitra.settings import AnalyticsSettings
 from streams.analytics import AnalyticsConsumer
 from streams.base import RetryPolicy, Streams
 from streams.envelope import Event
@@ -25,21 +24,6 @@ from tests.streams.conftest import Collector, eventually
 Names = Callable[[str], str]
 # 20:00 UTC is 01:30 the next day in India: the day is counted in the analytics zone.
 LATE_EVENING = datetime(2025, 3, 14, 20, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(DatabaseSettings(url=database_url))
-    yield db
-    await db.dispose()
-
-
-@pytest.fixture
-async def tenant_id(database: Database) -> uuid.UUID:
-    async with database.transaction(Scope.system()) as session:
-        tenant = Tenant(id=uuid.uuid4(), slug=f"t-{uuid.uuid4().hex[:8]}", name="Analytics")
-        session.add(tenant)
-    return tenant.id
 
 
 def facts(tenant_id: uuid.UUID, agent: uuid.UUID) -> list[Event]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import select, update
 
 from mitra.db import Database, Scope, utcnow
@@ -27,21 +26,6 @@ from tests.support.databases import truncate_all
 
 Names = Callable[[str], str]
 FAST = RelayOptions(poll_interval=0.05, initial_backoff=0.01, max_backoff=0.05, stop_timeout=0.2)
-
-
-@pytest.fixture
-async def database(database_url: str) -> AsyncIterator[Database]:
-    db = Database(DatabaseSettings(url=database_url))
-    yield db
-    await db.dispose()
-
-
-@pytest.fixture
-async def tenant_id(database: Database) -> uuid.UUID:
-    async with database.transaction(Scope.system()) as session:
-        tenant = Tenant(id=uuid.uuid4(), slug=f"t-{uuid.uuid4().hex[:8]}", name="Outbox")
-        session.add(tenant)
-    return tenant.id
 
 
 async def topic(bus: Streams, unique: Names) -> str:
