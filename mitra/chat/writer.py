@@ -49,14 +49,7 @@ class PendingMessage:
     """
 
     tenant_id: uuid.UUID
-    conversation_id: uuid.UUID
-    seq: int
-    message_id: uuid.UUID
-    sender_id: uuid.UUID | None
-    client_msg_id: str
-    body: str
-    channel: str
-    sent_at: datetime
+    stored: StoredMessage
     direction: str
     generation: int
     on_rejected: Callable[[int], None] | None = None
@@ -64,17 +57,9 @@ class PendingMessage:
         default_factory=concurrent.futures.Future
     )
 
-    def as_stored(self) -> StoredMessage:
-        return StoredMessage(
-            conversation_id=self.conversation_id,
-            seq=self.seq,
-            message_id=self.message_id,
-            sender_id=self.sender_id,
-            client_msg_id=self.client_msg_id,
-            body=self.body,
-            channel=self.channel,
-            sent_at=self.sent_at,
-        )
+    @property
+    def conversation_id(self) -> uuid.UUID:
+        return self.stored.conversation_id
 
 
 class MessageWriter:
@@ -188,12 +173,12 @@ class MessageWriter:
             rows = await session.execute(
                 select(Message).where(
                     Message.conversation_id == first.conversation_id,
-                    Message.client_msg_id.in_([m.client_msg_id for m in group]),
+                    Message.client_msg_id.in_([m.stored.client_msg_id for m in group]),
                 )
             )
             existing = {(row.sender_id, row.client_msg_id): stored(row) for row in rows.scalars()}
         for message in group:
-            found = existing.get((message.sender_id, message.client_msg_id))
+            found = existing.get((message.stored.sender_id, message.stored.client_msg_id))
             if found is not None:
                 _resolve(message.done, found)
         # Even when every one was a duplicate, the seqs the actor gave them are burnt: reset it.
@@ -229,7 +214,7 @@ class MessageWriter:
         self.batches += 1
         self.written += len(batch)
         for message in batch:
-            _resolve(message.done, message.as_stored())
+            _resolve(message.done, message.stored)
         if self._after_commit is not None:
             self._after_commit()
 
@@ -256,15 +241,15 @@ def _by_conversation(batch: list[PendingMessage]) -> list[list[PendingMessage]]:
 
 def _message_row(message: PendingMessage, now: datetime) -> dict[str, Any]:
     return {
-        "id": message.message_id,
+        "id": message.stored.message_id,
         "tenant_id": message.tenant_id,
         "conversation_id": message.conversation_id,
-        "seq": message.seq,
-        "sender_id": message.sender_id,
-        "client_msg_id": message.client_msg_id,
-        "body": message.body,
-        "channel": message.channel,
-        "sent_at": message.sent_at,
+        "seq": message.stored.seq,
+        "sender_id": message.stored.sender_id,
+        "client_msg_id": message.stored.client_msg_id,
+        "body": message.stored.body,
+        "channel": message.stored.channel,
+        "sent_at": message.stored.sent_at,
         "created_at": now,
         "updated_at": now,
     }
@@ -273,7 +258,7 @@ def _message_row(message: PendingMessage, now: datetime) -> dict[str, Any]:
 def _outbox_rows(batch: list[PendingMessage], now: datetime) -> list[dict[str, Any]]:
     rows = []
     for message in batch:
-        common = {"tenant_id": message.tenant_id, "occurred_at": message.sent_at}
+        common = {"tenant_id": message.tenant_id, "occurred_at": message.stored.sent_at}
         common |= {"created_at": now, "updated_at": now, "published_at": None}
         rows.append(
             {
@@ -282,7 +267,7 @@ def _outbox_rows(batch: list[PendingMessage], now: datetime) -> list[dict[str, A
                 "topic": CHAT_EVENTS_TOPIC,
                 "key": str(message.conversation_id),
                 "event_type": "message.accepted",
-                "payload": message.as_stored().as_payload(),
+                "payload": message.stored.as_payload(),
             }
         )
         rows.append(
@@ -294,10 +279,10 @@ def _outbox_rows(batch: list[PendingMessage], now: datetime) -> list[dict[str, A
                 "event_type": "message.sent",
                 "payload": {
                     "conversation_id": str(message.conversation_id),
-                    "agent_id": str(message.sender_id)
-                    if message.direction == "outbound" and message.sender_id
+                    "agent_id": str(message.stored.sender_id)
+                    if message.direction == "outbound" and message.stored.sender_id
                     else None,
-                    "channel": message.channel,
+                    "channel": message.stored.channel,
                     "direction": message.direction,
                 },
             }
