@@ -45,6 +45,7 @@ from handlers.keys import (
     HTTP_METRICS,
     MESSAGE_WRITER,
     METRICS,
+    METRICS_COLLECTORS,
     NOTIFIER,
     OUTBOX,
     POLICIES,
@@ -81,6 +82,7 @@ def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.A
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
     app[READINESS_CHECKS] = {}
+    app[METRICS_COLLECTORS] = []
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_streams)
     app.cleanup_ctx.append(_outbox)
@@ -111,6 +113,8 @@ def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) 
 async def _database(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     database = Database(settings.database)
+    database.metrics.register(app[METRICS])
+    app[METRICS_COLLECTORS].append(database.metrics.publish)
     if database.is_sqlite and settings.database.auto_migrate:
         await migrate.upgrade(database)
     elif not await migrate.is_up_to_date(database):

@@ -29,6 +29,7 @@ from handlers.validation import field_errors
 from mitra.auth import Principal
 from mitra.auth.ratelimit import RateLimiter
 from mitra.chat import StoredMessage
+from mitra.db import db_purpose
 from mitra.errors import MitraError, NotFound, RateLimited
 from streams.envelope import Event
 from streams.topics import CHAT_EVENTS
@@ -66,7 +67,8 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     if principal is None:
         return ws
     session = ChatSession(request.app, ws, principal)
-    await session.run()
+    with db_purpose("chat.socket"):
+        await session.run()
     return ws
 
 

@@ -8,7 +8,7 @@ from aiohttp import web
 from aioprometheus.renderer import render
 
 from handlers.envelope import failure, ok
-from handlers.keys import METRICS, READINESS_CHECKS
+from handlers.keys import METRICS, METRICS_COLLECTORS, READINESS_CHECKS
 from handlers.openapi import RawResponse, operation
 from handlers.schemas.common import HealthResponse, ReadyResponse
 from mitra.errors import FieldError
@@ -63,5 +63,7 @@ async def ready(request: web.Request) -> web.Response:
     raw=RawResponse("text/plain", {"type": "string"}, "Prometheus text exposition"),
 )
 async def metrics(request: web.Request) -> web.Response:
+    for collect in request.app[METRICS_COLLECTORS]:
+        collect()
     body, headers = render(request.app[METRICS], request.headers.getall("Accept", []))
     return web.Response(body=body, headers=headers)

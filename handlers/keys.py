@@ -49,3 +49,5 @@ CHAT_ROUTER = web.AppKey("chat_router", ChatRouter)
 CHAT_HUB = web.AppKey("chat_hub", SocketHub)
 CHAT_FANOUT = web.AppKey("chat_fanout", ChatFanout)
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
+METRICS_COLLECTORS = web.AppKey("metrics_collectors", list[Callable[[], None]])
+"""Run before each /metrics scrape: components that count in plain ints copy them over."""

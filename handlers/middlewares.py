@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 
 from handlers.envelope import failure
 from handlers.keys import HTTP_METRICS, SETTINGS
+from mitra.db import db_purpose
 from mitra.errors import FieldError, MitraError
 from mitra.observability.context import bind_context, current_context
 
@@ -40,7 +41,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     request_id = incoming if _REQUEST_ID_PATTERN.match(incoming) else uuid.uuid4().hex
     started = time.perf_counter()
     status = 500
-    with bind_context(request_id=request_id):
+    with bind_context(request_id=request_id), db_purpose("http"):
         try:
             response = await handler(request)
             status = response.status

@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mitra.db import Database, Scope, utcnow
+from mitra.db import Database, Scope, db_purpose, utcnow
 from mitra.models import OutboxEvent
 from mitra.settings import StreamsSettings
 from streams.base import Streams, sleep_or_stop
@@ -186,6 +186,10 @@ class OutboxRelay:
     # --- the loop ---
 
     async def _run(self) -> None:
+        with db_purpose("outbox"):
+            await self._relay_forever()
+
+    async def _relay_forever(self) -> None:
         failures = 0
         while not self._stopping.is_set():
             try:

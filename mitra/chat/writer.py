@@ -22,7 +22,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
 from mitra.chat.conversations import StoredMessage, stored
-from mitra.db import Database, Scope, utcnow
+from mitra.db import Database, Scope, db_purpose, utcnow
 from mitra.errors import Unavailable
 from mitra.models import Message, OutboxEvent
 from mitra.records import ANALYTICS_TOPIC
@@ -119,6 +119,10 @@ class MessageWriter:
         self._wakeup.set()
 
     async def _run(self) -> None:
+        with db_purpose("chat.write"):
+            await self._write_forever()
+
+    async def _write_forever(self) -> None:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()

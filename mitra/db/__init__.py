@@ -2,15 +2,19 @@
 
 from mitra.db._base import Base, TenantOwned, UTCDateTime, string_enum, utcnow
 from mitra.db._database import Database, Scope
+from mitra.db._metrics import DbMetrics, current_purpose, db_purpose
 from mitra.db._uow import UnitOfWork
 
 __all__ = [
     "Base",
     "Database",
+    "DbMetrics",
     "Scope",
     "TenantOwned",
     "UTCDateTime",
     "UnitOfWork",
+    "current_purpose",
+    "db_purpose",
     "string_enum",
     "utcnow",
 ]

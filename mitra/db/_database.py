@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 
 from mitra.db._base import TenantOwned
+from mitra.db._metrics import DbMetrics
 from mitra.db._uow import UnitOfWork
 from mitra.settings import DatabaseSettings
 
@@ -54,6 +55,8 @@ class Database:
         self.settings = settings
         self.url: URL = make_url(settings.url)
         self.engine: AsyncEngine = _create_engine(settings, self.url)
+        self.metrics = DbMetrics()
+        self.metrics.attach(self.engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._events_committed: list[Callable[[], None]] = []
 

@@ -335,3 +335,34 @@ async def test_metrics_count_sockets_and_messages(api: Api) -> None:
     assert "mitra_chat_messages_in_total 1" in text
     assert "mitra_chat_messages_out_total 2" in text
     assert "mitra_chat_fanout_seconds_count 2" in text
+
+
+def _sample(text: str, name: str, purpose: str) -> float:
+    """The value of `name{purpose="..."}` in a Prometheus text page (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and f'purpose="{purpose}"' in line:
+            return float(line.rpartition(" ")[2])
+    return 0.0
+
+
+async def test_metrics_count_statements_and_commits_by_purpose(api: Api) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    alice = await connect(api, room, 0)
+    await alice.join(cid)
+    before = await (await api.client.get("/metrics")).text()
+    for n in range(3):
+        await alice.say(cid, f"m{n}")
+    await alice.messages(3)
+    await api.call("GET", "/api/v1/conversations", token=room.members[0].access_token, expect=200)
+    after = await (await api.client.get("/metrics")).text()
+    written = _sample(after, "mitra_db_commits_total", "chat.write") - _sample(
+        before, "mitra_db_commits_total", "chat.write"
+    )
+    # Three sends, each acked before the next: between one and three group commits.
+    assert 1 <= written <= 3
+    assert _sample(after, "mitra_db_statements_total", "chat.write") >= 2 * written
+    assert _sample(after, "mitra_db_statements_total", "http") > _sample(
+        before, "mitra_db_statements_total", "http"
+    )
+    assert _sample(after, "mitra_db_statements_total", "chat.socket") > 0  # the join's reads
