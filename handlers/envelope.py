@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -18,6 +19,15 @@ def _default(value: Any) -> Any:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     raise TypeError
+
+
+def utc_json(value: datetime | None) -> str | None:
+    """A UTC timestamp as pydantic writes it in JSON ("...T10:20:30.123456Z"), for answers built
+    without a model."""
+    if value is None:
+        return None
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
 def json_body(payload: Any) -> bytes:

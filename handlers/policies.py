@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from handlers.envelope import ok
+from handlers.envelope import ok, utc_json
 from handlers.keys import POLICIES
 from handlers.openapi import operation
-from handlers.records import listing, page_request, path_id
+from handlers.records import page_request, path_id
 from handlers.schemas.common import IdPath, PageOf
 from handlers.schemas.policies import (
     CustomerSummary,
@@ -22,7 +24,7 @@ from handlers.schemas.policies import (
 )
 from handlers.security import authenticate
 from handlers.validation import parse_body, parse_query
-from mitra.models import Policy
+from mitra.models import Policy, PolicyStatus
 from mitra.policies import (
     DUE_WINDOW_DAYS,
     TRANSITIONS,
@@ -30,6 +32,7 @@ from mitra.policies import (
     PolicyChanges,
     PolicyData,
     PolicyQuery,
+    PolicyRow,
 )
 
 routes = web.RouteTableDef()
@@ -62,6 +65,64 @@ def policy_response(policy: Policy) -> PolicyResponse:
         created_by=policy.created_by,
         updated_by=policy.updated_by,
     )
+
+
+_ALLOWED: dict[PolicyStatus, list[str]] = {
+    status: [target.value for target in sorted(targets)] for status, targets in TRANSITIONS.items()
+}
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def policy_json(row: PolicyRow) -> dict[str, Any]:
+    """A `POLICY_COLUMNS` row as `PolicyResponse` dumps it (the same keys, order and JSON
+    forms, a test compares the two), without building the model: the read endpoints' hot path.
+    """
+    (
+        policy_id,
+        number,
+        customer_id,
+        full_name,
+        phone,
+        agent_id,
+        policy_type,
+        plan_name,
+        sum_assured,
+        premium_amount,
+        frequency,
+        start_date,
+        maturity_date,
+        next_due_date,
+        status,
+        created_at,
+        updated_at,
+        created_by,
+        updated_by,
+    ) = row
+    customer = str(customer_id)
+    return {
+        "id": str(policy_id),
+        "policy_number": number,
+        "customer_id": customer,
+        "customer": {"id": customer, "full_name": full_name, "phone": phone},
+        "agent_id": str(agent_id),
+        "policy_type": policy_type.value,
+        "plan_name": plan_name,
+        "sum_assured": str(sum_assured),
+        "premium_amount": str(premium_amount),
+        "premium_frequency": frequency.value,
+        "start_date": start_date.isoformat(),
+        "maturity_date": maturity_date.isoformat() if maturity_date is not None else None,
+        "next_due_date": next_due_date.isoformat() if next_due_date is not None else None,
+        "status": status.value,
+        "allowed_transitions": _ALLOWED[status],
+        "created_at": utc_json(created_at),
+        "updated_at": utc_json(updated_at),
+        "created_by": _optional(created_by),
+        "updated_by": _optional(updated_by),
+    }
 
 
 # Registered before `/policies/{id}`, which would otherwise take "agent-dashboard" as an id.
@@ -107,18 +168,28 @@ async def list_policies(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     query = parse_query(request, PolicyListQuery)
     filters = query.model_dump(exclude={"page", "limit"})
-    page = await request.app[POLICIES].list(
+    page = await request.app[POLICIES].list_rows(
         principal, PolicyQuery(**filters, page=page_request(query.page, query.limit))
     )
-    return ok(listing(page, policy_response))
+    return ok(
+        {
+            "items": [policy_json(row) for row in page.items],
+            "pagination": {
+                "page": page.page,
+                "limit": page.limit,
+                "total": page.total,
+                "pages": page.pages,
+            },
+        }
+    )
 
 
 @routes.get("/api/v1/policies/{id}")
 @operation("Read a policy", tags=TAGS, path=IdPath, response=PolicyResponse, errors=(404,))
 async def get_policy(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    policy = await request.app[POLICIES].get(principal, path_id(request, "policy"))
-    return ok(policy_response(policy))
+    row = await request.app[POLICIES].get_row(principal, path_id(request, "policy"))
+    return ok(policy_json(row))
 
 
 @routes.put("/api/v1/policies/{id}")

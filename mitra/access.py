@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, select, true
+from sqlalchemy import ColumnElement, bindparam, select, true
+from sqlalchemy.sql.elements import BindParameter
 
 from mitra.auth.principal import Principal
 from mitra.errors import Forbidden
@@ -84,7 +85,24 @@ def customers_visible(principal: Principal) -> ColumnElement[bool]:
 
 def policies_visible(principal: Principal) -> ColumnElement[bool]:
     """The WHERE clause limiting policies to those the caller may read."""
-    return _policy_clause(principal, reach(principal, Action.READ))
+    return _policy_clause(principal.user_id, reach(principal, Action.READ))
+
+
+VIEWER = "mitra_viewer_id"
+"""The bound parameter `policies_readable` compares with: the caller's user id."""
+_VIEWER: BindParameter[uuid.UUID] = bindparam(VIEWER)
+_READABLE: dict[Reach, ColumnElement[bool]] = {}
+
+
+def policies_readable(principal: Principal) -> tuple[Reach, ColumnElement[bool]]:
+    """`policies_visible` for statements built once and reused: the same rule, with the
+    caller's id as the bound parameter `VIEWER` (pass `{VIEWER: principal.user_id}`), and the
+    reach it depends on, which is what such a statement may be cached by."""
+    allowed = reach(principal, Action.READ)
+    clause = _READABLE.get(allowed)
+    if clause is None:
+        clause = _READABLE[allowed] = _policy_clause(_VIEWER, allowed)
+    return allowed, clause
 
 
 @dataclass(frozen=True)
@@ -135,12 +153,15 @@ def _customer_clause(principal: Principal, allowed: Reach) -> ColumnElement[bool
     return Customer.id.is_(None)
 
 
-def _policy_clause(principal: Principal, allowed: Reach) -> ColumnElement[bool]:
+def _policy_clause(
+    viewer: uuid.UUID | BindParameter[uuid.UUID], allowed: Reach
+) -> ColumnElement[bool]:
+    """`viewer`: the caller's user id, or a bound parameter that will carry it."""
     if allowed is Reach.TENANT:
         return true()
     if allowed is Reach.OWN:
-        return Policy.agent_id == principal.user_id
+        return Policy.agent_id == viewer
     if allowed is Reach.LINKED:
-        linked = select(Customer.id).where(Customer.user_id == principal.user_id)
+        linked = select(Customer.id).where(Customer.user_id == viewer)
         return Policy.customer_id.in_(linked.scalar_subquery())
     return Policy.id.is_(None)

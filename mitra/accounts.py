@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -12,8 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra.auth.passwords import PasswordHasher
 from mitra.auth.principal import Principal
+from mitra.auth.revocation import emit_revoked
 from mitra.auth.service import validate_password
-from mitra.db import Database, Scope, utcnow
+from mitra.db import Database, Scope, UnitOfWork, utcnow
 from mitra.errors import Conflict, Forbidden, InvalidInput, NotFound
 from mitra.models import AuthSession, Role, Tenant, User
 from mitra.phones import to_e164
@@ -45,10 +47,20 @@ class ProfileChanges:
 class AccountService:
     """Creates tenants and users and applies profile changes, with the role rules on staff."""
 
-    def __init__(self, database: Database, settings: AuthSettings, hasher: PasswordHasher) -> None:
+    def __init__(
+        self,
+        database: Database,
+        settings: AuthSettings,
+        hasher: PasswordHasher,
+        *,
+        sessions_revoked: Callable[[Iterable[uuid.UUID]], None] | None = None,
+    ) -> None:
+        """`sessions_revoked` hears of the sessions a password change ended, after the commit
+        (the app passes `AuthService.revoked_here`, which evicts them from the session cache)."""
         self._db = database
         self._settings = settings
         self._hasher = hasher
+        self._sessions_revoked = sessions_revoked
 
     async def create_tenant(self, slug: str, name: str, admin: NewUser) -> tuple[Tenant, User]:
         if not SLUG_PATTERN.match(slug):
@@ -125,17 +137,23 @@ class AccountService:
                 user.phone_number = _phone(changes.phone_number)
             if changes.mfa_enabled is not None:
                 user.mfa_enabled = changes.mfa_enabled
+            revoked: set[uuid.UUID] = set()
             if changes.new_password is not None:
-                await self._change_password(session, user, principal, changes)
+                revoked = await self._change_password(session, user, principal, changes)
             try:
                 await session.commit()
             except IntegrityError:
                 raise _duplicate() from None
+        if revoked:
+            self._db.notify_events_committed()
+            if self._sessions_revoked is not None:
+                self._sessions_revoked(revoked)
         return user
 
     async def _change_password(
         self, session: AsyncSession, user: User, principal: Principal, changes: ProfileChanges
-    ) -> None:
+    ) -> set[uuid.UUID]:
+        """Set the new password; end the user's other sessions and return their ids."""
         assert changes.new_password is not None
         if not changes.current_password or not await self._hasher.verify(
             user.password_hash, changes.current_password
@@ -153,9 +171,14 @@ class AccountService:
                 AuthSession.revoked_at.is_(None),
             )
         )
+        revoked = set()
         for other in other_sessions.scalars():
             other.revoked_at = now
             other.revoked_reason = "password_changed"
+            revoked.add(other.id)
+        uow = UnitOfWork(session, Scope.tenant(principal.tenant_id))
+        emit_revoked(uow, principal.tenant_id, user.id, revoked, "password_changed")
+        return revoked
 
     async def _add_user(self, session: AsyncSession, tenant_id: uuid.UUID, new: NewUser) -> User:
         email = new.email.strip().lower()

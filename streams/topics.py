@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict
 
 from mitra.analytics import TOPIC as ANALYTICS_TOPIC
 from mitra.analytics import AnalyticsFact
+from mitra.auth.revocation import TOPIC as AUTH_SESSIONS_TOPIC
+from mitra.auth.revocation import SessionsRevoked
 from streams.envelope import Event, utc_now
 
 DEAD_LETTER_PREFIX = "dlq."
@@ -198,6 +200,14 @@ ANALYTICS_EVENTS = Topic(
     ANALYTICS_TOPIC, "tenant id", 3, AnalyticsEvent, "facts folded into the analytics dashboard"
 )
 
+AUTH_SESSIONS = Topic(
+    AUTH_SESSIONS_TOPIC,
+    "user id",
+    3,
+    SessionsRevoked,
+    "revoked sessions, evicted from every instance's session cache",
+)
+
 CATALOG: dict[str, Topic[Any]] = {
     t.name: t
     for t in (
@@ -209,6 +219,7 @@ CATALOG: dict[str, Topic[Any]] = {
         IMPORTS_ROWS,
         IMPORTS_RESULTS,
         ANALYTICS_EVENTS,
+        AUTH_SESSIONS,
     )
 }
 

@@ -4,7 +4,9 @@ from mitra.auth.notifier import LogNotifier, Notification, Notifier
 from mitra.auth.passwords import PasswordHasher
 from mitra.auth.principal import Principal
 from mitra.auth.ratelimit import RateLimiter
+from mitra.auth.revocation import SessionsRevoked
 from mitra.auth.service import AuthService, LoginResult, MfaChallengeIssued, TokenPair
+from mitra.auth.sessions import RevocationListener, SessionCache
 from mitra.auth.tokens import TokenClaims, TokenCodec, TokenKind
 
 __all__ = [
@@ -17,6 +19,9 @@ __all__ = [
     "PasswordHasher",
     "Principal",
     "RateLimiter",
+    "RevocationListener",
+    "SessionCache",
+    "SessionsRevoked",
     "TokenClaims",
     "TokenCodec",
     "TokenKind",

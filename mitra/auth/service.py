@@ -6,19 +6,23 @@ import contextlib
 import hashlib
 import logging
 import secrets
+import time
 import uuid
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra.auth.notifier import Notification, Notifier
 from mitra.auth.passwords import PasswordHasher
 from mitra.auth.principal import Principal
 from mitra.auth.ratelimit import RateLimiter
+from mitra.auth.revocation import emit_revoked
+from mitra.auth.sessions import RevocationListener, SessionCache
 from mitra.auth.tokens import TokenClaims, TokenCodec, TokenKind
-from mitra.db import Database, Scope, utcnow
+from mitra.db import Database, Scope, UnitOfWork, tenant_scoped, utcnow
 from mitra.errors import InvalidInput, Locked, Unauthorized
 from mitra.models import AuthSession, OtpChallenge, PasswordResetToken, RefreshToken, Tenant, User
 from mitra.phones import to_e164
@@ -27,6 +31,10 @@ from mitra.settings import AuthSettings
 log = logging.getLogger("mitra.auth")
 
 INVALID_CREDENTIALS = "invalid credentials"
+# Verified access tokens remembered (each until it expires).
+VERIFIED_TOKENS = 50_000
+# Session ids per `live_sessions` query: well under every driver's bound-parameter limit.
+LIVE_SESSIONS_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,18 @@ class AuthService:
         hasher: PasswordHasher,
         tokens: TokenCodec,
         notifier: Notifier,
+        *,
+        sessions: SessionCache | None = None,
     ) -> None:
         self._db = database
         self._settings = settings
         self._hasher = hasher
         self._tokens = tokens
         self._notifier = notifier
+        self._verified: dict[str, tuple[TokenClaims, float]] = {}
+        self.sessions = sessions or SessionCache(
+            settings.session_cache_seconds, settings.session_cache_size
+        )
         window = settings.rate_limit_window_seconds
         self.ip_limiter = RateLimiter(settings.rate_limit_per_ip, window)
         self.account_limiter = RateLimiter(settings.rate_limit_per_account, window)
@@ -311,7 +325,11 @@ class AuthService:
                 # A rotated token came back: someone holds a copy. Revoke the whole family.
                 auth_session.revoked_at = now
                 auth_session.revoked_reason = "refresh_token_reuse"
+                uow = UnitOfWork(session, Scope.tenant(claims.tenant_id))
+                revoked = {auth_session.id}
+                emit_revoked(uow, claims.tenant_id, auth_session.user_id, revoked, "refresh_reuse")
                 await session.commit()
+                self.revoked_here(revoked)
                 log.warning(
                     "refresh token reuse; session revoked",
                     extra={"fields": {"session_id": str(auth_session.id)}},
@@ -325,43 +343,111 @@ class AuthService:
         return pair
 
     async def logout(self, principal: Principal) -> None:
-        async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
-            await session.execute(
-                update(AuthSession)
-                .where(AuthSession.id == principal.session_id, AuthSession.revoked_at.is_(None))
-                .values(revoked_at=utcnow(), revoked_reason="logout")
+        async with self._db.unit_of_work(Scope.tenant(principal.tenant_id)) as uow:
+            revoked = set(
+                (
+                    await uow.session.execute(
+                        update(AuthSession)
+                        .where(
+                            AuthSession.id == principal.session_id,
+                            AuthSession.revoked_at.is_(None),
+                        )
+                        .values(revoked_at=utcnow(), revoked_reason="logout")
+                        .returning(AuthSession.id)
+                    )
+                ).scalars()
             )
+            emit_revoked(uow, principal.tenant_id, principal.user_id, revoked, "logout")
+        self.revoked_here({principal.session_id})
 
     async def authenticate(self, access_token: str) -> Principal:
         """Resolve an access token to a principal; the session must still be live."""
-        claims = self._tokens.decode(access_token, TokenKind.ACCESS)
-        return await self.principal_for(claims)
+        return await self.principal_for(self._verified_access(access_token))
+
+    def _verified_access(self, token: str) -> TokenClaims:
+        # A token's signature and claims never change: verify each token once, then only check
+        # that it has not expired (decoding costs tens of microseconds on every request).
+        entry = self._verified.get(token)
+        now = time.time()
+        if entry is not None and entry[1] > now:
+            return entry[0]
+        claims = self._tokens.decode(token, TokenKind.ACCESS)
+        if len(self._verified) >= VERIFIED_TOKENS:
+            self._verified = {k: v for k, v in self._verified.items() if v[1] > now}
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+        self._verified[token] = (claims, claims.expires_at.timestamp())
+        return claims
 
     async def principal_for(self, claims: TokenClaims) -> Principal:
-        if claims.session_id is None:
+        """The principal of a verified access token whose session is live and user active.
+
+        Answered from the session cache when it can be (no database round trip); a revoked
+        session is evicted from it at once here and within moments on every other instance.
+        """
+        session_id = claims.session_id
+        if session_id is None:
             raise Unauthorized("invalid token")
-        async with self._db.session(Scope.tenant(claims.tenant_id)) as session:
-            row = (
-                await session.execute(
-                    select(User, AuthSession)
-                    .join(AuthSession, AuthSession.user_id == User.id)
-                    .where(User.id == claims.sub, AuthSession.id == claims.session_id)
-                )
-            ).first()
-        if row is None:
-            raise Unauthorized("invalid token")
-        user, auth_session = row
-        if auth_session.revoked_at is not None:
-            raise Unauthorized("session revoked")
-        if not user.is_active:
-            raise Unauthorized("account disabled")
-        return Principal(
-            user_id=user.id,
-            tenant_id=user.tenant_id,
-            role=user.role,
-            session_id=auth_session.id,
-            email=user.email,
+        cached = self.sessions.get(session_id)
+        # The cached principal answers only for the user and tenant its database row had: a
+        # token naming another (forged with a leaked key, say) is looked up and refused.
+        if (
+            cached is not None
+            and cached.user_id == claims.sub
+            and cached.tenant_id == claims.tenant_id
+        ):
+            return cached
+        principal = await self._db.read(
+            Scope.tenant(claims.tenant_id), lambda session: _load_principal(session, claims)
         )
+        self.sessions.put(principal)
+        return principal
+
+    # -- revocation --------------------------------------------------------------------------
+
+    def add_revocation_listener(self, callback: RevocationListener) -> Callable[[], None]:
+        """Call `callback(session_ids)` on the event loop whenever sessions are revoked.
+
+        It is called on the instance that revoked them right after the commit, and on every
+        instance (that one too, again) when the `auth.sessions` event arrives: it must be quick,
+        non-blocking and idempotent. Returns a function that removes the listener.
+        """
+        return self.sessions.add_listener(callback)
+
+    def revoked_here(self, session_ids: Iterable[uuid.UUID]) -> None:
+        """Sessions this instance has just revoked (committed): evict them, tell the listeners,
+        and wake the outbox relay so the event reaches the other instances promptly."""
+        self._db.notify_events_committed()
+        self.sessions.revoke(session_ids)
+
+    def revoked_elsewhere(self, session_ids: Iterable[uuid.UUID]) -> None:
+        """Sessions named by an `auth.sessions` event (from any instance, this one included)."""
+        self.sessions.revoke(session_ids)
+
+    async def live_sessions(self, session_ids: Collection[uuid.UUID]) -> frozenset[uuid.UUID]:
+        """Which of these sessions are still live (not revoked, user active): one query per
+        chunk of ids, whatever tenants they belong to. For re-checking open sockets."""
+        ids = list(dict.fromkeys(session_ids))
+        live: set[uuid.UUID] = set()
+        for start in range(0, len(ids), LIVE_SESSIONS_CHUNK):
+            chunk = ids[start : start + LIVE_SESSIONS_CHUNK]
+
+            async def query(
+                session: AsyncSession, chunk: list[uuid.UUID] = chunk
+            ) -> list[uuid.UUID]:
+                result = await session.execute(
+                    select(AuthSession.id)
+                    .join(User, User.id == AuthSession.user_id)
+                    .where(
+                        AuthSession.id.in_(chunk),
+                        AuthSession.revoked_at.is_(None),
+                        User.is_active,
+                    )
+                )
+                return list(result.scalars())
+
+            live.update(await self._db.read(Scope.system(), query))
+        return frozenset(live)
 
     # -- password reset ----------------------------------------------------------------------
 
@@ -426,12 +512,46 @@ class AuthService:
             user.failed_login_count = 0
             user.locked_until = None
             # A reset means the old password may be known to someone else: end every session.
-            await session.execute(
-                update(AuthSession)
-                .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
-                .values(revoked_at=now, revoked_reason="password_reset")
+            revoked = set(
+                (
+                    await session.execute(
+                        update(AuthSession)
+                        .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+                        .values(revoked_at=now, revoked_reason="password_reset")
+                        .returning(AuthSession.id)
+                    )
+                ).scalars()
             )
+            uow = UnitOfWork(session, Scope.system())
+            emit_revoked(uow, user.tenant_id, user.id, revoked, "password_reset")
             await session.commit()
+        self.revoked_here(revoked)
+
+
+# The principal's columns, as one row: no ORM objects per request, and the statement is built
+# once (its tenant scope attached) and reused with bound parameters.
+_PRINCIPAL = tenant_scoped(
+    select(User.id, User.tenant_id, User.role, User.email, User.is_active, AuthSession.revoked_at)
+    .join(AuthSession, AuthSession.user_id == User.id)
+    .where(User.id == bindparam("user_id"), AuthSession.id == bindparam("session_id"))
+)
+
+
+async def _load_principal(session: AsyncSession, claims: TokenClaims) -> Principal:
+    row = (
+        await session.execute(_PRINCIPAL, {"user_id": claims.sub, "session_id": claims.session_id})
+    ).first()
+    if row is None:
+        raise Unauthorized("invalid token")
+    user_id, tenant_id, role, email, is_active, revoked_at = row
+    if revoked_at is not None:
+        raise Unauthorized("session revoked")
+    if not is_active:
+        raise Unauthorized("account disabled")
+    assert claims.session_id is not None
+    return Principal(
+        user_id=user_id, tenant_id=tenant_id, role=role, session_id=claims.session_id, email=email
+    )
 
 
 def _locked(until: datetime) -> Locked:

@@ -42,13 +42,25 @@ class TextFormatter(logging.Formatter):
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     fields = dict(getattr(record, "fields", None) or {})
-    for key, value in record.__dict__.items():
-        if key not in _RESERVED and not key.startswith("_"):
-            fields.setdefault(key, value)
+    attributes = record.__dict__
+    # A set difference (in C) rather than a loop over the record's ~20 standard attributes:
+    # this runs for every log line, one per request at least.
+    extra = attributes.keys() - _RESERVED
+    if extra:
+        for key in sorted(extra):
+            if not key.startswith("_"):
+                fields.setdefault(key, attributes[key])
     return fields
 
 
 def configure_logging(level: str, fmt: str) -> None:
+    # Neither format writes the caller's file and line, the thread or the process, and every
+    # request logs a line: skip collecting them (a third of a log call's cost). `_srcfile = None`
+    # is the knob the logging module's own comments name for turning caller lookup off.
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())

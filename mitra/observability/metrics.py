@@ -1,14 +1,32 @@
-"""HTTP metrics on an aioprometheus registry that every component shares."""
+"""HTTP metrics: counted in plain ints per request, copied into the shared registry at scrape.
+
+An aioprometheus `inc` or `observe` costs several microseconds (label dicts are hashed and
+sorted on every call); a request needs one of each. So requests and latencies are counted in
+dicts keyed by plain tuples and `publish` (a `/metrics` collector) copies them into the
+registry's counter and histogram just before a scrape.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
+from aioprometheus import histogram
 from aioprometheus.collectors import Counter, Histogram, Registry
 
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 
 
+class _Latency:
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        # One slot per bucket and one for the observations above the last bound (+Inf).
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.sum = 0.0
+
+
 class HttpMetrics:
-    """Requests by route, method and status, and a latency histogram."""
+    """Requests by route, method and status, and a latency histogram by route and method."""
 
     def __init__(self, registry: Registry) -> None:
         # aioprometheus registers on its process-global registry unless told otherwise; each app
@@ -24,7 +42,29 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self._requests: dict[tuple[str, str, int], int] = {}
+        self._latency: dict[tuple[str, str], _Latency] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.requests.inc({"route": route, "method": method, "status": str(status)})
-        self.latency.observe({"route": route, "method": method}, seconds)
+        key = (route, method, status)
+        self._requests[key] = self._requests.get(key, 0) + 1
+        latency = self._latency.get((route, method))
+        if latency is None:
+            latency = self._latency[(route, method)] = _Latency()
+        # bisect_left: a value equal to a bound belongs to that bound's bucket (le="bound").
+        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        latency.sum += seconds
+
+    def publish(self) -> None:
+        """Copy the counts into the registry's counter and histogram (before a scrape)."""
+        for (route, method, status), count in list(self._requests.items()):
+            self.requests.set({"route": route, "method": method, "status": str(status)}, count)
+        for (route, method), latency in list(self._latency.items()):
+            snapshot = histogram.Histogram(*LATENCY_BUCKETS)
+            cumulative = 0
+            for bound, count in zip(snapshot.buckets, latency.counts, strict=True):
+                cumulative += count
+                snapshot.buckets[bound] = cumulative
+            snapshot.observations = cumulative
+            snapshot.sum = latency.sum
+            self.latency.set_value({"route": route, "method": method}, snapshot)

@@ -95,3 +95,26 @@ async def test_a_session_without_scope_is_refused(settings: Settings) -> None:
         await bare.close()
     finally:
         await database.dispose()
+
+
+async def test_the_cached_scope_of_one_tenant_never_serves_another(settings: Settings) -> None:
+    # The tenant criteria is built once per tenant and the compiled statement is shared by all
+    # tenants (the tenant id is a bound parameter): alternate tenants on the same statement.
+    database = Database(settings.database)
+    try:
+        mine, theirs = await _seed(database)
+        for _ in range(3):
+            for tenant in (mine, theirs):
+                async with database.read_session(Scope.tenant(tenant)) as session:
+                    owners = set((await session.execute(select(User.tenant_id))).scalars())
+                    ids = set(await session.scalars(select(User.id).where(User.is_active)))
+                assert owners == {tenant}
+                assert len(ids) == 2
+                async with database.session(Scope.tenant(tenant)) as session:
+                    await session.execute(update(User).values(last_name=str(tenant)))
+                    await session.commit()
+        async with database.session(Scope.system()) as session:
+            rows = (await session.execute(select(User.tenant_id, User.last_name))).all()
+        assert all(last_name == str(tenant) for tenant, last_name in rows)
+    finally:
+        await database.dispose()
