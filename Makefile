@@ -4,14 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run install test lint typecheck pytest bench bench-actors bench-streams bench-chat clean
+.PHONY: run install test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install --quiet -e '.[postgres,kafka,test]'
+	$(BIN)/pip install --quiet -e '.[postgres,kafka,test,bench]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
@@ -32,7 +32,7 @@ pytest: install
 
 test: lint typecheck pytest
 
-bench: bench-actors bench-streams bench-chat
+bench: bench-actors bench-streams bench-chat bench-rest
 
 bench-actors: install
 	$(BIN)/python -m bench.actors_bench
@@ -41,9 +41,18 @@ bench-streams: install
 	$(BIN)/python -m bench.streams_bench
 
 # Mitra's WebSocket chat against a bare aiohttp broadcast server, both as real processes on
-# loopback (about 5 minutes). Pass flags with BENCH_CHAT_ARGS, e.g. "--sizes 1000".
+# loopback, at 1,000 and 5,000 sockets, Mitra on SQLite and on a private PostgreSQL database
+# (dropped after), then two instances over PostgreSQL + tansu at 1,000 sockets: about 14 minutes
+# on two shared cores. Pass flags with BENCH_CHAT_ARGS, e.g. "--sizes 1000 --database sqlite
+# --no-two-instances" (about 2 minutes); `python -m bench.chat_bench -h` lists them all.
 bench-chat: install
 	$(BIN)/python -m bench.chat_bench $(BENCH_CHAT_ARGS)
+
+# REST hot paths against a FastAPI + SQLAlchemy twin and a bare aiohttp ceiling, on SQLite and
+# PostgreSQL, with wrk (about 3 minutes). Flags go in BENCH_REST_ARGS, e.g. "--database sqlite".
+bench-rest: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python -m bench.rest_bench $(BENCH_REST_ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -37,6 +37,7 @@ from actors.runtime import (
     mailbox_of,
     run_on_loop,
     stop,
+    wait_concurrent,
 )
 from actors.supervisor import (
     ChildContext,
@@ -77,4 +78,5 @@ __all__ = [
     "run_on_loop",
     "stop",
     "supervisor_spec",
+    "wait_concurrent",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from functools import partial
 from typing import Any
@@ -17,6 +16,7 @@ from actors.conversation import (
     SendMessage,
 )
 from actors.pool import Activation, ActorPool
+from actors.runtime import wait_concurrent
 from actors.system import ActorSystem
 from actors.tenant import LiveConversations, TenantActor
 from mitra.chat import ConversationService, MessageWriter, StoredMessage
@@ -85,10 +85,9 @@ class ChatActors:
             (tenant_id, conversation_id), message, timeout=timeout
         )
         try:
-            async with asyncio.timeout(timeout):
-                # Shielded: a caller that goes away must not cancel the shared ack, which a
-                # retry of the same client_msg_id may still be waiting on.
-                stored: StoredMessage = await asyncio.shield(asyncio.wrap_future(accepted))
+            # The shared ack stays uncancelled when this caller goes away: a retry of the same
+            # client_msg_id may be waiting on it too.
+            stored: StoredMessage = await wait_concurrent(accepted, timeout)
         except TimeoutError:
             raise ActorTimeout("the message was not stored in time; send it again") from None
         return stored

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
 from typing import Any
@@ -20,7 +21,7 @@ from aioprometheus.collectors import Counter, Registry
 
 from actors.chat import ChatActors
 from actors.conversation import SendMessage
-from mitra.chat import StoredMessage
+from mitra.chat import MessageRefused, StoredMessage, WriteRejected
 from mitra.errors import ActorTimeout, MitraError, NotFound, Unavailable
 from streams.base import RetryPolicy, Streams, Subscription
 from streams.envelope import Event
@@ -88,8 +89,7 @@ class ChatRouter:
     def owns(self, conversation_id: uuid.UUID) -> bool:
         if self._commands is None:
             return False
-        partition = partition_for(str(conversation_id).encode(), CHAT_COMMANDS.partitions)
-        return (CHAT_COMMANDS.name, partition) in self._commands.assignment()
+        return (CHAT_COMMANDS.name, _partition(conversation_id)) in self._commands.assignment()
 
     async def send(
         self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, message: SendMessage
@@ -191,6 +191,12 @@ class ChatRouter:
                     self.chat.passivate(tenant_id, conversation_id)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _partition(conversation_id: uuid.UUID) -> int:
+    # murmur2 in Python costs microseconds; every send asks, and conversations are few.
+    return partition_for(str(conversation_id).encode(), CHAT_COMMANDS.partitions)
+
+
 def _reply_key(payload: dict[str, Any]) -> dict[str, Any]:
     return {
         "conversation_id": payload["conversation_id"],
@@ -199,9 +205,18 @@ def _reply_key(payload: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# Rejections the origin answers as the owner would have (status and code), not as a 500.
+_REJECTIONS: dict[str, type[MitraError]] = {
+    NotFound.code: NotFound,
+    MessageRefused.code: MessageRefused,
+    WriteRejected.code: WriteRejected,
+}
+
+
 def _rejection(payload: dict[str, Any]) -> MitraError:
-    if payload.get("code") == NotFound.code:
-        return NotFound(payload.get("message"))
+    known = _REJECTIONS.get(str(payload.get("code")))
+    if known is not None:
+        return known(payload.get("message"))
     error = MitraError(payload.get("message"))
     error.code = str(payload.get("code", error.code))
     return error

@@ -11,7 +11,7 @@ import concurrent.futures
 import contextlib
 import logging
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,14 @@ from mitra.chat import ConversationService, MessageWriter, PendingMessage, Store
 from mitra.chat.conversations import DEDUPE_WINDOW
 from mitra.db import utcnow
 from mitra.errors import ActorUnavailable, NotFound
+from mitra.ids import new_id
 
 log = logging.getLogger("mitra.actors.conversation")
 
 ConversationKey = tuple[uuid.UUID, uuid.UUID]
 """(tenant_id, conversation_id): the tenant travels with the key so activation is scoped."""
+_ClientKey = tuple[uuid.UUID | None, str]
+_Ack = concurrent.futures.Future[StoredMessage]
 
 
 @dataclass(frozen=True)
@@ -77,10 +80,11 @@ class ConversationActor(BridgedActor):
         self._members: frozenset[uuid.UUID] = frozenset()
         self._last_seq = 0
         self._generation = 0
-        # (sender, client_msg_id) -> the ack future of its first acceptance, newest last.
-        self._recent: OrderedDict[
-            tuple[uuid.UUID | None, str], concurrent.futures.Future[StoredMessage]
-        ] = OrderedDict()
+        # (sender, client_msg_id) -> its first acceptance, newest last: the stored message once
+        # committed (a future holds a lock and a condition; thousands of them add up), the ack
+        # future while the write is pending.
+        self._recent: OrderedDict[_ClientKey, StoredMessage | _Ack] = OrderedDict()
+        self._pending: deque[_ClientKey] = deque()
 
     def on_start(self) -> None:
         try:
@@ -112,10 +116,9 @@ class ConversationActor(BridgedActor):
         self._members = state.member_ids
         self._last_seq = state.last_seq
         self._recent.clear()
+        self._pending.clear()
         for message in state.recent:
-            done: concurrent.futures.Future[StoredMessage] = concurrent.futures.Future()
-            done.set_result(message)
-            self._recent[(message.sender_id, message.client_msg_id)] = done
+            self._recent[(message.sender_id, message.client_msg_id)] = message
 
     def on_receive(self, message: Any) -> Any:
         if not self._exists:
@@ -135,10 +138,14 @@ class ConversationActor(BridgedActor):
         # WhatsApp senders without an account arrive with sender None and are not members.
         if send.sender_id is not None and send.sender_id not in self._members:
             raise NotFound("conversation not found")
+        self._settle_pending()
         key = (send.sender_id, send.client_msg_id)
         earlier = self._recent.get(key)
+        # A retry after a lost ack: the first acceptance answers, nothing new is stored.
+        if isinstance(earlier, StoredMessage):
+            self._recent.move_to_end(key)
+            return _acked(earlier)
         if earlier is not None and not _failed(earlier):
-            # A retry after a lost ack: the first acceptance answers, nothing new is stored.
             self._recent.move_to_end(key)
             return earlier
         self._last_seq += 1
@@ -147,7 +154,7 @@ class ConversationActor(BridgedActor):
             stored=StoredMessage(
                 conversation_id=self.conversation_id,
                 seq=self._last_seq,
-                message_id=uuid.uuid4(),
+                message_id=new_id(),
                 sender_id=send.sender_id,
                 client_msg_id=send.client_msg_id,
                 body=send.body,
@@ -160,9 +167,24 @@ class ConversationActor(BridgedActor):
         )
         future = self._writer.submit(pending)
         self._recent[key] = future
+        self._pending.append(key)
         while len(self._recent) > DEDUPE_WINDOW:
             self._recent.popitem(last=False)
         return future
+
+    def _settle_pending(self) -> None:
+        """Replace the acks that have resolved, oldest first, by what they resolved to."""
+        while self._pending:
+            key = self._pending[0]
+            entry = self._recent.get(key)
+            if isinstance(entry, concurrent.futures.Future):
+                if not entry.done():
+                    return
+                if _failed(entry):
+                    del self._recent[key]  # not stored: the same client id again is a new send
+                else:
+                    self._recent[key] = entry.result()
+            self._pending.popleft()
 
     def _rejected(self, generation: int) -> None:
         # Called by the writer on the loop; events go to the actor with tell, never ask.
@@ -180,6 +202,12 @@ class ConversationActor(BridgedActor):
         )
         self._load()
         self._generation = generation + 1
+
+
+def _acked(message: StoredMessage) -> _Ack:
+    done: _Ack = concurrent.futures.Future()
+    done.set_result(message)
+    return done
 
 
 def _failed(future: concurrent.futures.Future[StoredMessage]) -> bool:

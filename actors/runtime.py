@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import math
@@ -44,6 +45,7 @@ __all__ = [
     "run_on_loop",
     "stop",
     "stop_from_thread",
+    "wait_concurrent",
     "wait_threads",
 ]
 
@@ -280,6 +282,43 @@ async def ask(
     finally:
         if metrics is not None:
             metrics.ask_observed(kind_of(ref), loop.time() - started)
+
+
+async def wait_concurrent(
+    future: concurrent.futures.Future[T],
+    timeout: float,  # noqa: ASYNC109 - the coarse deadlines below, not a timer per call
+) -> T:
+    """Await a `concurrent.futures.Future` from the event loop (raises TimeoutError).
+
+    `asyncio.wrap_future` hops through `call_soon_threadsafe` even when the future is set on
+    the loop's own thread (the chat writer sets its acks there); this resolves in place then,
+    and only crosses threads when it must. Cancelling the awaiting task leaves `future` alone,
+    so several waiters (a retry of the same send) may share it.
+    """
+    if future.done():
+        return future.result()
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: concurrent.futures.Future[T]) -> None:
+        if asyncio._get_running_loop() is loop:
+            _set_waiter(waiter)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_set_waiter, waiter)
+
+    future.add_done_callback(wake)
+    bucket = _deadlines_for(loop).add(waiter, loop.time() + timeout)
+    try:
+        await waiter
+    finally:
+        bucket.discard(waiter)
+    return future.result()
+
+
+def _set_waiter(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Deadlines:

@@ -1,25 +1,42 @@
 """Benchmark of Mitra's real-time chat against a bare aiohttp WebSocket broadcast server.
 
-Run from the repository root: `python -m bench.chat_bench` (about 4-6 minutes by default; every
-phase is bounded, and `--budget-seconds` stops the run between phases). For each socket count it
-runs the bare server (bench/bare_ws.py, the ceiling) and then `mitra serve`, each as its own
-process on 127.0.0.1, and drives both with the same client processes (bench/chat_client.py):
+Run from the repository root: `python -m bench.chat_bench` (about 14 minutes by default on two
+shared cores, 4 of them making 13,000 users and sessions; every phase is bounded, and
+`--budget-seconds` stops the run between runs). For each
+socket count it runs the bare server (bench/bare_ws.py, the ceiling) once, then `mitra serve` on
+each database asked for (`--database sqlite|postgres|both`: a SQLite file, and a private
+PostgreSQL database created and migrated for the run and dropped after it), each as its own
+process on 127.0.0.1, and drives them all with the same client processes (bench/chat_client.py):
 
-1. idle: every socket connected, authenticated and joined; the server's RSS;
+1. connect: every socket connected, authenticated and joined, at sockets/s; then idle, the
+   server's RSS;
 2. latency: a fixed rate of sends spread over the conversations (open loop); send->delivered
    latency at every other member's socket, measured by the client;
 3. saturation: each sending socket keeps a window of sends outstanding; message frames received
    per second across all sockets, and Mitra's figure as a ratio of the bare server's.
 
-Prints a table, then one JSON line with every figure.
+Around each load phase it scrapes Mitra's /metrics and counts the stored messages, and prints the
+database commits and statements per accepted message (per row the phase added to `messages`),
+overall and by purpose.
+
+With `--two-instances` (the default), two `mitra serve` processes over one PostgreSQL database
+and the tansu Kafka-protocol broker form one service; each conversation's members alternate
+between the two, so most deliveries cross instances through `chat.events` and sends for
+conversations the other instance owns are forwarded through `chat.commands`. That run has the
+latency phase only, at `--two-instance-rate`, and reports the latency at the sockets of the
+instance other than the sender's.
+
+Prints (bench/chat_report.py) a table, the database work per message, the targets met or
+MISSED, then one JSON line with every figure.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,26 +46,51 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
+from sqlalchemy.engine import make_url
 
 from bench.bare_ws import raise_open_files_limit
 from bench.chat_client import ClientPool, SocketSpec
-from bench.chat_setup import Group, populate, server_env, socket_specs
+from bench.chat_report import (
+    BACKLOG_LIMIT_SECONDS,
+    FANOUT_METRIC,
+    PHASES,
+    Run,
+    report,
+)
+from bench.chat_setup import (
+    Group,
+    count_messages,
+    create_postgres_database,
+    drop_postgres_database,
+    kafka_env,
+    populate,
+    postgres_base_url,
+    postgres_database_url,
+    server_env,
+    socket_specs,
+    sqlite_url,
+)
+from bench.tansu import run_tansu
 
 ROOT = Path(__file__).resolve().parent.parent
-FANOUT_METRIC = "mitra_chat_fanout_seconds"
-PHASES = ("latency", "saturation")
+DB_METRICS = {"commits": "mitra_db_commits_total", "statements": "mitra_db_statements_total"}
+FORWARDED_METRIC = "mitra_chat_forwarded_total"
 CHAT_COUNTERS = (
     "mitra_chat_open_sockets",
     "mitra_chat_messages_in_total",
     "mitra_chat_messages_out_total",
     "mitra_chat_send_queue_overflows_total",
+    FORWARDED_METRIC,
 )
 MIB = 1024 * 1024
+PURPOSE = re.compile(r'purpose="([^"]*)"')
 
 
 # ---- the server process ----------------------------------------------------------------------
@@ -87,17 +129,22 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float) -> None:
-        # aiohttp binds the port only after the app's start-up hooks ran (migrations included).
+        """Listening (the bare server), or answering 200 on /ready (Mitra: every dependency)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.kind} server exited: {self.log_tail()}")
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{self.kind} server not listening after {timeout:.0f} s")
+                if self.kind == "bare":
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                    return
+                with urllib.request.urlopen(f"{self.url}/ready", timeout=2) as answer:  # noqa: S310
+                    if answer.status == 200:
+                        return
+            except OSError:  # not listening yet, or 503 (urllib's HTTPError is an OSError)
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"{self.kind} server not ready after {timeout:.0f} s")
 
     def rss(self) -> int:
         """Resident memory of the server and any process it started."""
@@ -162,12 +209,12 @@ class PeakRss:
 # ---- /metrics ----------------------------------------------------------------------------------
 
 
-def fanout_histogram(text: str | None) -> dict[str, float] | None:
-    """The `mitra_chat_fanout_seconds` buckets (summed over labels), with _sum and _count."""
-    if not text or FANOUT_METRIC not in text:
+def fanout_histogram(texts: list[str | None]) -> dict[str, float] | None:
+    """The `mitra_chat_fanout_seconds` buckets (summed over labels and instances), _sum, _count."""
+    if not any(text and FANOUT_METRIC in text for text in texts):
         return None
     found: dict[str, float] = {}
-    for line in text.splitlines():
+    for line in (line for text in texts for line in (text or "").splitlines()):
         if not line.startswith(FANOUT_METRIC):
             continue
         name, _, value = line.rpartition(" ")
@@ -184,14 +231,28 @@ def fanout_histogram(text: str | None) -> dict[str, float] | None:
     return found
 
 
-def counters(text: str | None) -> dict[str, float]:
-    """The chat's plain samples (no labels) from /metrics: sockets, messages, overflows."""
+def counters(texts: list[str | None]) -> dict[str, float]:
+    """The chat's plain samples (no labels), summed over instances: sockets, messages, ..."""
     found: dict[str, float] = {}
-    for line in (text or "").splitlines():
+    for line in (line for text in texts for line in (text or "").splitlines()):
         name, _, value = line.partition(" ")
         name = name.removesuffix("{}")
         if name in CHAT_COUNTERS:
-            found[name] = float(value)
+            found[name] = found.get(name, 0.0) + float(value)
+    return found
+
+
+def by_purpose(texts: list[str | None], metric: str) -> dict[str, float]:
+    """`metric{purpose="..."}` by purpose, summed over instances (a purpose never seen is 0)."""
+    found: dict[str, float] = {}
+    for line in (line for text in texts for line in (text or "").splitlines()):
+        if not line.startswith(metric + "{"):
+            continue
+        purpose = PURPOSE.search(line)
+        if purpose is None:
+            continue
+        value = float(line.rpartition(" ")[2])
+        found[purpose.group(1)] = found.get(purpose.group(1), 0.0) + value
     return found
 
 
@@ -213,7 +274,9 @@ def histogram_delta(after: dict[str, float] | None, before: dict[str, float] | N
                 return upper * 1000
         return None
 
+    finite = [upper for upper, _ in buckets if upper != float("inf")]
     return {
+        "last_bucket_ms": finite[-1] * 1000 if finite else None,
         "count": int(count),
         "mean_ms": delta.get("sum", 0.0) / count * 1000 if count else None,
         "p50_le_ms": bound(0.5),
@@ -221,16 +284,55 @@ def histogram_delta(after: dict[str, float] | None, before: dict[str, float] | N
     }
 
 
-# ---- one run: one server, one socket count -------------------------------------------------------
-
-
 @dataclass
-class Run:
-    server: str
-    sockets: int
-    conversations: int
-    figures: dict[str, Any] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
+class Snapshot:
+    """Every instance's /metrics and the rows in `messages`, taken between phases."""
+
+    texts: list[str | None]
+    stored: tuple[int, int] | None  # rows in `messages`, and the writer's batches among them
+
+    @classmethod
+    def take(cls, servers: list[Server], database_url: str | None) -> Snapshot:
+        texts = [server.metrics() for server in servers]
+        stored = None
+        if database_url is not None:
+            try:
+                stored = asyncio.run(count_messages(database_url))
+            except Exception:  # a count that fails leaves the check out, not the run
+                stored = None
+        return cls(texts, stored)
+
+
+def database_work(before: Snapshot, after: Snapshot, acked: int) -> dict[str, Any] | None:
+    """Commits and statements made between two snapshots, in total, by purpose, per message.
+
+    Per *accepted* message: the rows added to `messages` between the same two snapshots
+    (`stored`), or the messages the client saw acked when the database cannot be counted. The
+    two agree while the server keeps up; an overloaded one still commits sends after the client
+    stopped waiting for their acks, or after it answered them with a timeout, and dividing its
+    commits by the acks would count those commits against no message. `write_batches` (distinct
+    commit stamps among the new rows) is the check on the `chat.write` commits.
+    """
+    if not any(after.texts):
+        return None
+    work: dict[str, Any] = {"acked": acked, "stored": None, "write_batches": None}
+    if after.stored is not None and before.stored is not None:
+        work["stored"] = after.stored[0] - before.stored[0]
+        work["write_batches"] = after.stored[1] - before.stored[1]
+    accepted = work["stored"] if work["stored"] is not None else acked
+    work["accepted"] = accepted
+    for kind, metric in DB_METRICS.items():
+        was, now = by_purpose(before.texts, metric), by_purpose(after.texts, metric)
+        delta = {purpose: now[purpose] - was.get(purpose, 0.0) for purpose in sorted(now)}
+        delta = {"all": sum(delta.values()), **delta}
+        work[kind] = delta
+        work[f"{kind}_per_message"] = (
+            {purpose: count / accepted for purpose, count in delta.items()} if accepted else None
+        )
+    return work
+
+
+# ---- one run: one server (or two instances), one socket count ------------------------------------
 
 
 def pct(samples: list[float], q: float) -> float | None:
@@ -240,9 +342,16 @@ def pct(samples: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
 
 
+def _quantiles(samples: list[float]) -> dict[str, float | None]:
+    return {q: pct(samples, v) for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))} | {
+        "max": max(samples, default=None)
+    }
+
+
 def merge(answers: list[dict[str, Any]], server_cpu: float, wall: float) -> dict[str, Any]:
     """One phase's answers from every worker, as figures."""
     latencies = [x for a in answers for x in a["latencies_ms"]]
+    cross = [x for a in answers for x in a["cross_latencies_ms"]]
     acks = [x for a in answers for x in a["ack_ms"]]
     seconds = max(a["window_seconds"] for a in answers)
     errors: Counter[str] = Counter()
@@ -252,7 +361,9 @@ def merge(answers: list[dict[str, Any]], server_cpu: float, wall: float) -> dict
         close_codes.update(answer["close_codes"])
     expected = sum(a["expected_to_others"] for a in answers)
     to_others = sum(a["delivered_to_others"] for a in answers)
-    return {
+    expected_cross = sum(a["expected_cross"] for a in answers)
+    delivered_cross = sum(a["delivered_cross"] for a in answers)
+    figures = {
         "seconds": seconds,
         "sent": sum(a["sent"] for a in answers),
         "acked": sum(a["acked"] for a in answers),
@@ -262,10 +373,7 @@ def merge(answers: list[dict[str, Any]], server_cpu: float, wall: float) -> dict
         "delivered_to_others": to_others,
         "expected_to_others": expected,
         "completeness": to_others / expected if expected else None,
-        "latency_ms": {
-            q: pct(latencies, v) for q, v in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))
-        }
-        | {"max": max(latencies, default=None)},
+        "latency_ms": _quantiles(latencies),
         "ack_ms": {q: pct(acks, v) for q, v in (("p50", 0.5), ("p99", 0.99))},
         "errors": dict(errors),
         "client_cpu_pct": sum(a["cpu_seconds"] for a in answers) / seconds * 100,
@@ -273,234 +381,251 @@ def merge(answers: list[dict[str, Any]], server_cpu: float, wall: float) -> dict
         "closed_sockets": sum(a["closed_sockets"] for a in answers),
         "close_codes": dict(close_codes),
     }
+    if expected_cross:  # several instances: the deliveries at another instance than the sender's
+        figures |= {
+            "expected_cross": expected_cross,
+            "delivered_cross": delivered_cross,
+            "cross_completeness": delivered_cross / expected_cross,
+            "cross_latency_ms": _quantiles(cross),
+        }
+    return figures
 
 
-def run_one(
-    kind: str, groups: list[Group], env: dict[str, str], workdir: Path, args: argparse.Namespace
-) -> Run:
-    specs = socket_specs(groups, bare=kind == "bare", senders_per_group=args.senders)
-    run = Run(server=kind, sockets=len(specs), conversations=len(groups))
-    server = Server(kind, workdir, env)
+@dataclass(frozen=True)
+class Target:
+    """What one run starts: the server kind, its settings and database, how many instances."""
+
+    kind: str  # "bare" or "mitra"
+    database: str  # "-" for the bare server
+    env: dict[str, str]
+    database_url: str | None  # where the stored messages are counted; None for the bare server
+    instances: int = 1
+
+
+def run_one(target: Target, groups: list[Group], workdir: Path, args: argparse.Namespace) -> Run:
+    kind, instances = target.kind, target.instances
+    specs = socket_specs(
+        groups, bare=kind == "bare", senders_per_group=args.senders, instances=instances
+    )
+    run = Run(
+        server=kind,
+        database=target.database,
+        instances=instances,
+        sockets=len(specs),
+        conversations=len(groups),
+    )
+    servers: list[Server] = []
     pool: ClientPool | None = None
     try:
-        server.wait_ready(60)
+        servers = [Server(kind, workdir, target.env) for _ in range(instances)]
+        for server in servers:
+            server.wait_ready(90)
         time.sleep(0.5)
-        run.figures["rss_start_mib"] = server.rss() / MIB
-        pool = ClientPool(args.workers, run=f"{kind}{len(specs)}")
+        run.figures["rss_start_mib"] = max(server.rss() for server in servers) / MIB
+        pool = ClientPool(args.workers, run=f"{kind}{target.database}{instances}x{len(specs)}")
         run.figures["client_pids"] = pool.pids
-        _connect_and_idle(run, server, pool, specs, args)
-        _load(run, server, pool, args)
+        _connect_and_idle(run, servers, pool, specs, args)
+        if instances > 1:
+            _wait_for_owners(run, servers, pool, args)
+        rate = args.two_instance_rate if instances > 1 else args.rate
+        _load(run, servers, pool, args, rate=rate, database_url=target.database_url)
     except Exception as exc:
         # One failed run is reported and the others still run: the table shows what was measured.
         run.problems.append(f"{type(exc).__name__}: {exc}")
     finally:
-        if server.proc.poll() is not None:
-            run.problems.append(f"server exited with {server.proc.returncode} during the run")
+        for server in servers:
+            if server.proc.poll() is not None:
+                run.problems.append(
+                    f"server :{server.port} exited with {server.proc.returncode} during the run"
+                )
         closed = any(run.figures.get(phase, {}).get("closed_sockets") for phase in PHASES)
-        tail = server.log_tail()
-        if tail and (run.problems or closed):
-            run.problems.append("server log tail:\n" + tail)
+        for server in servers:
+            tail = server.log_tail()
+            if tail and (run.problems or closed):
+                run.problems.append(f"server :{server.port} log tail:\n" + tail)
         if pool is not None:
             pool.close()
-        server.stop()
+        for server in servers:
+            server.stop()
     return run
 
 
 def _connect_and_idle(
-    run: Run, server: Server, pool: ClientPool, specs: list[SocketSpec], args: argparse.Namespace
+    run: Run,
+    servers: list[Server],
+    pool: ClientPool,
+    specs: list[SocketSpec],
+    args: argparse.Namespace,
 ) -> None:
     figures = run.figures
     started = time.monotonic()
-    answers = pool.connect(server.url + "/ws", specs, args.connect_batch, args.connect_timeout)
+    urls = [server.url + "/ws" for server in servers]
+    answers = pool.connect(urls, specs, args.connect_batch, args.connect_timeout)
     figures["connect_seconds"] = time.monotonic() - started
     figures["connected"] = sum(a["connected"] for a in answers)
     figures["connect_failed"] = sum(a["failed"] for a in answers)
+    # The workers connect in parallel, each timing its own share from its first connect to its
+    # last joined: the slowest one's time is the whole connect (worker start-up left out).
+    figures["connect_per_s"] = figures["connected"] / max(a["seconds"] for a in answers)
     connect_errors: Counter[str] = Counter()
     for answer in answers:
         connect_errors.update(answer["errors"])
     if connect_errors:
         run.problems.append(f"connect errors: {dict(connect_errors.most_common(3))}")
-    figures["settle_seconds"] = _settle(server, args.settle_seconds)
-    cpu0 = server.cpu_seconds()
+    figures["settle_seconds"] = _settle(servers, args.settle_seconds)
+    cpu0 = sum(server.cpu_seconds() for server in servers)
     time.sleep(1.0)
-    figures["idle_server_cpu_pct"] = (server.cpu_seconds() - cpu0) * 100
-    figures["rss_idle_mib"] = server.rss() / MIB
+    figures["idle_server_cpu_pct"] = (sum(s.cpu_seconds() for s in servers) - cpu0) * 100
+    figures["rss_idle_mib_each"] = [server.rss() / MIB for server in servers]
+    figures["rss_idle_mib"] = max(figures["rss_idle_mib_each"])
 
 
-def _settle(server: Server, limit: float) -> float:
-    """Wait until the server is quiet (under 5% of a core for 0.5 s), at most `limit` seconds.
+def _settle(servers: list[Server], limit: float) -> float:
+    """Wait until the servers are quiet (each under 5% of a core for 0.5 s), at most `limit` s.
 
     Joins publish presence events, and a fresh Mitra also relays and folds the set-up's
     `conversation.opened` outbox rows at start; idle figures and the load start after that.
     """
     started = time.monotonic()
     while time.monotonic() - started < limit:
-        cpu0 = server.cpu_seconds()
+        cpu0 = [server.cpu_seconds() for server in servers]
         time.sleep(0.5)
-        if server.cpu_seconds() - cpu0 < 0.025:
+        if all(s.cpu_seconds() - c < 0.025 for s, c in zip(servers, cpu0, strict=True)):
             break
     return time.monotonic() - started
 
 
-def _load(run: Run, server: Server, pool: ClientPool, args: argparse.Namespace) -> None:
-    """The fixed-rate phase, then saturation; server CPU, peak RSS and /metrics around each."""
+def _forwarded(servers: list[Server]) -> list[float]:
+    return [counters([server.metrics()]).get(FORWARDED_METRIC, 0.0) for server in servers]
+
+
+def _wait_for_owners(
+    run: Run, servers: list[Server], pool: ClientPool, args: argparse.Namespace
+) -> None:
+    """Probe until the `chat-owners` group has settled over every instance.
+
+    /ready answered already, but the group may still be rebalancing: a round of probes passes
+    when every send is acked without an error *and* every instance forwarded some (so each one
+    owns some conversations and sees the others' owned ones answer).
+    """
+    started = time.monotonic()
+    rounds = 0
+    while True:
+        rounds += 1
+        before = _forwarded(servers)
+        answers = pool.probe(within=args.owners_probe_seconds)
+        after = _forwarded(servers)
+        sent, acked = sum(a["sent"] for a in answers), sum(a["acked"] for a in answers)
+        errors: Counter[str] = Counter()
+        for answer in answers:
+            errors.update(answer["errors"])
+        forwarded = [b - a for a, b in zip(before, after, strict=True)]
+        if sent and acked == sent and not errors and all(n > 0 for n in forwarded):
+            break
+        last = f"{acked}/{sent} acked, errors {dict(errors)}, forwarded {forwarded}"
+        if time.monotonic() - started > args.owners_timeout:
+            raise RuntimeError(f"the instances did not settle `chat-owners`: last round {last}")
+        time.sleep(1.0)
+    run.figures["owners_seconds"] = time.monotonic() - started
+    run.figures["owners_rounds"] = rounds
+    run.figures["settle_after_probes_seconds"] = _settle(servers, args.settle_seconds)
+
+
+def _load(
+    run: Run,
+    servers: list[Server],
+    pool: ClientPool,
+    args: argparse.Namespace,
+    *,
+    rate: float,
+    database_url: str | None,
+) -> None:
+    """The fixed-rate phase, then saturation; server CPU, peak RSS, /metrics around each.
+
+    The database work of a phase is what the servers did between the snapshot before it and the
+    one after the backlog it left was worked off (so the outbox relay's rounds for its messages
+    are in it). Several instances get the fixed-rate phase only.
+    """
+    saturate = len(servers) == 1
     figures = run.figures
-    peak = PeakRss(server)
+    figures["rate"] = rate
+    peaks = [PeakRss(server) for server in servers]
+    work: dict[str, Any] = {}
+    snaps: list[Snapshot] = []
     try:
-        scrape0 = fanout_histogram(server.metrics())
-        cpu0, wall0 = server.cpu_seconds(), time.monotonic()
-        answers = pool.fixed_rate(args.rate, args.latency_seconds, args.body_chars)
-        figures["latency"] = merge(answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0)
+        snaps.append(Snapshot.take(servers, database_url))
+        cpu0, wall0 = _cpu(servers), time.monotonic()
+        answers = pool.fixed_rate(rate, args.latency_seconds, args.body_chars)
+        figures["latency"] = merge(answers, _cpu(servers) - cpu0, time.monotonic() - wall0)
         # An overloaded server still works off the fixed-rate backlog after the client's drain;
         # saturation starts from a quiet server, or its figure would include that backlog.
-        figures["backlog_seconds"] = _settle(server, min(args.settle_seconds, 10.0))
-        scrape1 = fanout_histogram(server.metrics())
-        cpu0, wall0 = server.cpu_seconds(), time.monotonic()
-        answers = pool.saturate(args.window, args.saturation_seconds, args.body_chars)
-        figures["saturation"] = merge(
-            answers, server.cpu_seconds() - cpu0, time.monotonic() - wall0
-        )
-        text = server.metrics()
-        scrape2 = fanout_histogram(text)
-        figures["server_counters"] = counters(text)
+        figures["backlog_seconds"] = _settle(servers, BACKLOG_LIMIT_SECONDS)
+        snaps.append(Snapshot.take(servers, database_url))
+        work["latency"] = database_work(snaps[0], snaps[1], figures["latency"]["acked"])
+        if saturate:
+            cpu0, wall0 = _cpu(servers), time.monotonic()
+            answers = pool.saturate(args.window, args.saturation_seconds, args.body_chars)
+            figures["saturation"] = merge(answers, _cpu(servers) - cpu0, time.monotonic() - wall0)
+            figures["saturation_backlog_seconds"] = _settle(servers, BACKLOG_LIMIT_SECONDS)
+            snaps.append(Snapshot.take(servers, database_url))
+            work["saturation"] = database_work(snaps[1], snaps[2], figures["saturation"]["acked"])
+        figures["server_counters"] = counters(snaps[-1].texts)
     finally:
-        figures["rss_peak_mib"] = peak.close() / MIB
+        figures["rss_peak_mib_each"] = [peak.close() / MIB for peak in peaks]
+        figures["rss_peak_mib"] = max(figures["rss_peak_mib_each"])
+    figures["db"] = work
+    hists = [fanout_histogram(snap.texts) for snap in snaps]
     figures["server_fanout"] = {
-        "latency": histogram_delta(scrape1, scrape0),
-        "saturation": histogram_delta(scrape2, scrape1),
+        phase: histogram_delta(hists[i + 1], hists[i])
+        for i, phase in enumerate(PHASES[: len(snaps) - 1])
     }
-
-
-# ---- report ----------------------------------------------------------------------------------
-
-
-def _f(value: Any, spec: str, missing: str = "-") -> str:
-    return missing if value is None else format(value, spec)
-
-
-def _ms(value: float | None) -> str:
-    """Milliseconds: tenths while small, whole (with separators) once in the seconds."""
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if value < 100 else f"{value:,.0f}"
-
-
-def report(runs: list[Run], args: argparse.Namespace, setup_seconds: float) -> None:
-    print(
-        f"\nchat bench: {args.rate:g} msg/s fixed for {args.latency_seconds:g} s, saturation "
-        f"window {args.window} x {args.senders} sender(s)/conversation for "
-        f"{args.saturation_seconds:g} s; {args.workers} client processes; "
-        f"{os.cpu_count()} CPUs; set-up {setup_seconds:.0f} s"
-    )
-    header = (
-        f"{'server':<7}{'socks':>6}{'convs':>6}{'conn s':>7}{'fail':>5}{'RSS idle':>9}"
-        f"{'peak':>6}{'ack/s':>7}{'p50':>8}{'p95':>8}{'p99':>8}{'ack p99':>8}{'deliv%':>7}"
-        f"{'sat acks/s':>11}{'sat frames/s':>13}{'ratio':>6}{'cli cpu':>8}{'srv cpu':>8}"
-    )
-    print(header)
-    print("-" * len(header))
-    bare_rate: dict[int, float] = {}
-    for run in runs:
-        f = run.figures
-        lat, sat = f.get("latency", {}), f.get("saturation", {})
-        lms = lat.get("latency_ms", {})
-        rate = sat.get("delivered_per_s")
-        if run.server == "bare" and rate:
-            bare_rate[run.sockets] = rate
-        ratio = rate / bare_rate[run.sockets] if rate and bare_rate.get(run.sockets) else None
-        f["saturation_ratio_vs_bare"] = ratio if run.server != "bare" else 1.0
-        completeness = lat.get("completeness")
-        print(
-            f"{run.server:<7}{run.sockets:>6}{run.conversations:>6}"
-            f"{_f(f.get('connect_seconds'), '.1f'):>7}{_f(f.get('connect_failed'), 'd'):>5}"
-            f"{_f(f.get('rss_idle_mib'), '.0f'):>6} MB{_f(f.get('rss_peak_mib'), '.0f'):>6}"
-            f"{_f(lat.get('acked_per_s'), '.0f'):>7}{_ms(lms.get('p50')):>8}"
-            f"{_ms(lms.get('p95')):>8}{_ms(lms.get('p99')):>8}"
-            f"{_ms(lat.get('ack_ms', {}).get('p99')):>8}"
-            f"{_f(None if completeness is None else completeness * 100, '.1f'):>7}"
-            f"{_f(sat.get('acked_per_s'), ',.0f'):>11}{_f(rate, ',.0f'):>13}"
-            f"{_f(f['saturation_ratio_vs_bare'], '.2f'):>6}"
-            f"{_f(sat.get('client_cpu_pct'), '.0f'):>7}%{_f(sat.get('server_cpu_pct'), '.0f'):>7}%"
-        )
-    print(
-        "latency columns: ms from the sender's stamp to the message frame at each other member's "
-        "socket, at the fixed rate; deliv% = those frames / (sends x (members-1)); sat frames/s "
-        "= message frames received per second across all sockets; cpu = % of one core during "
-        "saturation (client: all its processes)"
-    )
-    for run in runs:
-        for line in _notes(run):
-            print(f"  {run.server} {run.sockets}: {line}")
-    _targets(runs)
-    print(json.dumps([run.__dict__ for run in runs], default=str))
-
-
-def _notes(run: Run) -> list[str]:
-    """What the table has no room for: idle detail, errors, closures, the server's view."""
-    f = run.figures
-    notes = []
-    if "rss_idle_mib" in f and f.get("connected"):
-        per_socket = (f["rss_idle_mib"] - f["rss_start_mib"]) * 1024 / f["connected"]
-        notes.append(
-            f"idle: RSS {f['rss_start_mib']:.0f} MB at start -> {f['rss_idle_mib']:.0f} MB "
-            f"with {f['connected']} sockets joined ({per_socket:.0f} KB/socket); server CPU "
-            f"{f['idle_server_cpu_pct']:.0f}% of a core (quiet {f['settle_seconds']:.1f} s "
-            "after the last join)"
-        )
-    if f.get("backlog_seconds", 0) > 1:
-        notes.append(
-            f"after the fixed-rate phase (and the client's drain) the server stayed busy "
-            f"{f['backlog_seconds']:.1f} s more before saturation started"
-        )
-    if f.get("server_counters"):
-        notes.append(f"server /metrics at the end: {f['server_counters']}")
-    for phase in PHASES:
-        figures = f.get(phase, {})
-        if figures.get("errors"):
-            notes.append(f"{phase} errors {figures['errors']}")
-        if figures.get("unacked"):
-            notes.append(f"{phase}: {figures['unacked']} sends never acked")
-        if figures.get("closed_sockets"):
-            notes.append(
-                f"{phase}: {figures['closed_sockets']} sockets closed by the server so far "
-                f"(close codes {figures['close_codes']}; 4008 = send queue overflowed)"
-            )
-    fanout = f.get("server_fanout") or {}
-    for phase, hist in fanout.items():
-        if hist:
-            notes.append(
-                f"server {FANOUT_METRIC} ({phase}): n={hist['count']}, mean "
-                f"{_f(hist['mean_ms'], '.1f')} ms, p50 <= {_f(hist['p50_le_ms'], 'g')} ms, "
-                f"p99 <= {_f(hist['p99_le_ms'], 'g')} ms"
-            )
-    if run.server == "mitra" and "latency" in f and not any(fanout.values()):
-        notes.append(f"server exposes no {FANOUT_METRIC}")
-    return notes + run.problems
-
-
-def _targets(runs: list[Run]) -> None:
-    for run in runs:
-        if run.server != "mitra":
-            continue
-        f = run.figures
-        p99 = f.get("latency", {}).get("latency_ms", {}).get("p99")
-        checks = [
-            ("p99 < 100 ms", p99 is not None and p99 < 100),
-            ("saturation ratio >= 0.5", (f.get("saturation_ratio_vs_bare") or 0) >= 0.5),
+    if len(servers) > 1:
+        first, last = snaps[0].texts, snaps[1].texts
+        figures["forwarded_latency_phase"] = [
+            counters([b]).get(FORWARDED_METRIC, 0.0) - counters([a]).get(FORWARDED_METRIC, 0.0)
+            for a, b in zip(first, last, strict=True)
         ]
-        if run.sockets >= 5000:
-            checks.append(("idle RSS < 512 MB", 0 < f.get("rss_idle_mib", 0) < 512))
-        verdicts = ", ".join(f"{name}: {'ok' if ok else 'MISSED'}" for name, ok in checks)
-        print(f"targets, mitra {run.sockets} sockets: {verdicts}")
+
+
+def _cpu(servers: list[Server]) -> float:
+    return sum(server.cpu_seconds() for server in servers)
 
 
 # ---- main ------------------------------------------------------------------------------------
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sizes", default="1000,5000", help="socket counts, comma-separated")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--sizes",
+        default="1000,5000",
+        help='socket counts of the single-instance runs, comma-separated ("": none)',
+    )
     parser.add_argument("--servers", default="bare,mitra", help="which servers, in this order")
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgres", "both"),
+        default="both",
+        help="Mitra's database for the single-instance runs (PostgreSQL: a private database "
+        "on MITRA_TEST_POSTGRES_URL's server, dropped after the run)",
+    )
+    parser.add_argument(
+        "--two-instances",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run two instances over PostgreSQL + tansu (latency phase only)",
+    )
+    parser.add_argument("--two-instance-sockets", type=int, default=1000)
+    parser.add_argument("--two-instance-rate", type=float, default=500.0)
+    parser.add_argument(
+        "--owners-timeout",
+        type=float,
+        default=90.0,
+        help="most seconds to wait for both instances to own conversations before the load",
+    )
+    parser.add_argument("--owners-probe-seconds", type=float, default=15.0)
     parser.add_argument("--min-members", type=int, default=2)
     parser.add_argument("--max-members", type=int, default=10)
     parser.add_argument("--rate", type=float, default=1000.0, help="fixed sends per second")
@@ -516,7 +641,9 @@ def parse() -> argparse.Namespace:
         "--settle-seconds", type=float, default=30.0, help="most to wait for a quiet server"
     )
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--keep", action="store_true", help="keep the server logs and database")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the server logs and the databases"
+    )
     parser.add_argument(
         "--server-env",
         action="append",
@@ -525,38 +652,135 @@ def parse() -> argparse.Namespace:
         help="extra setting for Mitra (repeatable), e.g. MITRA_CHAT_SEND_QUEUE_SIZE=1024",
     )
     parser.add_argument(
-        "--budget-seconds", type=float, default=600.0, help="no new run starts after this"
+        "--budget-seconds", type=float, default=1500.0, help="no new run starts after this"
     )
     return parser.parse_args()
+
+
+def _terminated(signum: int, _frame: FrameType | None) -> None:
+    # SIGTERM unwinds like Ctrl-C does: servers stopped, private databases dropped.
+    raise SystemExit(128 + signum)
+
+
+@contextlib.contextmanager
+def _private_postgres(label: str, keep: bool) -> Iterator[str]:
+    """A private, migrated PostgreSQL database for the run; dropped after it (unless --keep),
+    also on a failure or Ctrl-C. Its name is chosen before it is created, so one that an
+    interrupt leaves half made is dropped too."""
+    url = postgres_database_url(label)
+    try:
+        asyncio.run(create_postgres_database(url))
+        yield url
+    finally:
+        if keep:
+            print(f"PostgreSQL database kept: {make_url(url).database}")
+        else:
+            try:
+                asyncio.run(drop_postgres_database(url))
+            except Exception as exc:
+                name = make_url(url).database
+                print(f"could not drop {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
 
 
 def main() -> None:
     args = parse()
     started = time.monotonic()
+    signal.signal(signal.SIGTERM, _terminated)
     raise_open_files_limit()  # inherited by the servers we start
-    sizes = [int(size) for size in args.sizes.split(",")]
+    sizes = [int(size) for size in args.sizes.split(",") if size.strip()]
     servers = [name.strip() for name in args.servers.split(",")]
-    with tempfile.TemporaryDirectory(prefix="mitra-chat-bench-") as tmp:
+    databases = ["sqlite", "postgres"] if args.database == "both" else [args.database]
+    if not sizes:  # --sizes "": the two-instance run alone
+        databases = []
+    extra = dict(item.split("=", 1) for item in args.server_env)
+    if "postgres" in databases or args.two_instances:
+        print(f"PostgreSQL: {make_url(postgres_base_url()).render_as_string()}", flush=True)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="mitra-chat-bench-"))
         workdir = Path(tempfile.mkdtemp(prefix="mitra-chat-bench-")) if args.keep else Path(tmp)
         if args.keep:
-            print(f"work directory (server logs, database) kept: {workdir}")
-        env = server_env(workdir) | dict(item.split("=", 1) for item in args.server_env)
-        print(
-            f"set-up: {sum(sizes):,} agents with sessions and their conversations ...", flush=True
-        )
-        groups = asyncio.run(populate(env, sizes, args.min_members, args.max_members, args.seed))
-        setup_seconds = time.monotonic() - started
+            print(f"work directory (server logs, SQLite database) kept: {workdir}")
+        setup: dict[str, float] = {}
+        prepared = {
+            database: _set_up(stack, database, sizes, args, workdir, extra=extra, setup=setup)
+            for database in databases
+        }
         runs: list[Run] = []
+
+        def over_budget(what: str) -> bool:
+            if time.monotonic() - started <= args.budget_seconds:
+                return False
+            print(f"budget spent: {what} not run", flush=True)
+            return True
+
         for size in sizes:
             for kind in servers:
-                if time.monotonic() - started > args.budget_seconds:
-                    print(f"budget spent: {kind} at {size} sockets not run", flush=True)
-                    continue
-                print(f"{kind}: {size:,} sockets ...", flush=True)
-                runs.append(run_one(kind, groups[size], env, workdir, args))
-        report(runs, args, setup_seconds)
+                # The bare server keeps no data: it runs once per size, on the first set-up's ids.
+                for database in databases if kind == "mitra" else databases[:1]:
+                    name = "bare" if kind == "bare" else f"mitra/{database}"
+                    if over_budget(f"{name} at {size:,} sockets"):
+                        continue
+                    print(f"{name}: {size:,} sockets ...", flush=True)
+                    target, groups = prepared[database]
+                    if kind == "bare":
+                        target = Target("bare", "-", target.env, None)
+                    runs.append(run_one(target, groups[size], workdir, args))
+        if args.two_instances and not over_budget("the two-instance run"):
+            runs.append(_two_instance_run(stack, args, workdir, extra=extra, setup=setup))
+        report(runs, args, setup)
     print(f"total {time.monotonic() - started:.0f} s")
 
 
+def _set_up(
+    stack: contextlib.ExitStack,
+    database: str,
+    sizes: list[int],
+    args: argparse.Namespace,
+    workdir: Path,
+    *,
+    extra: dict[str, str],
+    setup: dict[str, float],
+) -> tuple[Target, dict[int, list[Group]]]:
+    """One database with the users and conversations of every size, and Mitra's run on it."""
+    began = time.monotonic()
+    if database == "sqlite":
+        url = sqlite_url(workdir)
+    else:
+        url = stack.enter_context(_private_postgres("single", args.keep))
+    env = server_env(url) | extra
+    print(
+        f"set-up ({database}): {sum(sizes):,} agents with sessions and their conversations ...",
+        flush=True,
+    )
+    groups = asyncio.run(populate(env, sizes, args.min_members, args.max_members, args.seed))
+    setup[database] = time.monotonic() - began
+    return Target("mitra", database, env, url), groups
+
+
+def _two_instance_run(
+    stack: contextlib.ExitStack,
+    args: argparse.Namespace,
+    workdir: Path,
+    *,
+    extra: dict[str, str],
+    setup: dict[str, float],
+) -> Run:
+    """Two `mitra serve` over a fresh PostgreSQL database of their own and a fresh tansu."""
+    began = time.monotonic()
+    size = args.two_instance_sockets
+    url = stack.enter_context(_private_postgres("two", args.keep))
+    bootstrap = stack.enter_context(run_tansu(workdir / "tansu.log"))
+    env = server_env(url) | kafka_env(bootstrap) | extra
+    print(f"set-up (two instances): {size:,} agents ...", flush=True)
+    plan = asyncio.run(populate(env, [size], args.min_members, args.max_members, args.seed))
+    setup["two instances"] = time.monotonic() - began
+    print(f"mitra/postgres x2 (tansu at {bootstrap}): {size:,} sockets ...", flush=True)
+    return run_one(Target("mitra", "postgres", env, url, instances=2), plan[size], workdir, args)
+
+
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        print("interrupted: servers stopped, private databases dropped", file=sys.stderr)
+        sys.exit(130)

@@ -7,7 +7,10 @@ same code drives Mitra and the bare server, so any difference is the server's.
 
 Latency is measured by the client alone: a sender stamps `time.monotonic_ns()` into the body and
 every *other* member's socket computes the delay when the `message` frame arrives. CLOCK_MONOTONIC
-is one clock for the whole machine, so stamps compare across the worker processes.
+is one clock for the whole machine, so stamps compare across the worker processes. Against several
+instances each socket knows which one it is on, and the sender writes its instance into the body
+too, so a delivery at a socket of another instance (one that crossed through the streams) is
+counted apart from one on the sender's own instance.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ from bench.bare_ws import raise_open_files_limit
 AUTH_TIMEOUT_SECONDS = 15.0
 LATENCY_TAG = "L"
 SATURATION_TAG = "S"
+PROBE_TAG = "P"
+# A body is "<tag><monotonic ns>:<instance>|<padding>"; the padding fills it to --body-chars.
+BODY_OVERHEAD = 23
 TICK_SECONDS = 0.005  # open-loop sends are scheduled on this grid
 
 
@@ -44,6 +50,10 @@ class SocketSpec:
     members: int
     # In the saturation phase only some sockets send (a window each), the rest only receive.
     sat_sender: bool
+    # Which of the servers' URLs this socket connects to (0 with a single server), and how many
+    # of the conversation's members are on another one: a send's expected cross-instance frames.
+    instance: int = 0
+    remote_members: int = 0
 
 
 @dataclass
@@ -66,7 +76,10 @@ class _Stats:
     delivered: int = 0  # message frames received in the window, sender's own echo included
     expected_to_others: int = 0  # sum over sends of (members - 1)
     delivered_to_others: int = 0  # this phase's message frames at the other members' sockets
+    expected_cross: int = 0  # sum over sends of the members on another instance than the sender
+    delivered_cross: int = 0  # those frames that arrived, at sockets of another instance
     latencies_ms: list[float] = field(default_factory=list)
+    cross_latencies_ms: list[float] = field(default_factory=list)  # the subset across instances
     ack_ms: list[float] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
 
@@ -90,7 +103,7 @@ class _Worker:
 
     # -- connecting ----------------------------------------------------------------------------
 
-    async def connect(self, url: str, specs: list[SocketSpec], batch: int) -> dict[str, Any]:
+    async def connect(self, urls: list[str], specs: list[SocketSpec], batch: int) -> dict[str, Any]:
         # No connection limit (aiohttp's default of 100 would queue the 101st socket forever);
         # WebSockets are long-lived and each one holds its connection.
         connector = aiohttp.TCPConnector(limit=0, force_close=True)
@@ -100,7 +113,8 @@ class _Worker:
         for i in range(0, len(specs), batch):
             # Batches, so a connect storm of thousands never overflows the listen backlog.
             results = await asyncio.gather(
-                *(self._open(url, spec) for spec in specs[i : i + batch]), return_exceptions=True
+                *(self._open(urls[spec.instance], spec) for spec in specs[i : i + batch]),
+                return_exceptions=True,
             )
             for result in results:
                 if isinstance(result, BaseException):
@@ -173,9 +187,13 @@ class _Worker:
             return
         if frame.get("sender_id") == sock.user_id:
             return  # the sender's own echo is not a delivery to another member
-        stamp = int(body[1 : body.index("|")])
+        stamp, _, origin = body[1 : body.index("|")].partition(":")
+        delay_ms = (now - int(stamp)) / 1e6
         stats.delivered_to_others += 1
-        stats.latencies_ms.append((now - stamp) / 1e6)
+        stats.latencies_ms.append(delay_ms)
+        if int(origin) != sock.spec.instance:
+            stats.delivered_cross += 1
+            stats.cross_latencies_ms.append(delay_ms)
 
     def _on_ack(self, client_msg_id: Any, now: int | None) -> None:
         entry = self.pending.pop(str(client_msg_id), None)
@@ -203,11 +221,12 @@ class _Worker:
         self.pending[client_msg_id] = (sock, now)
         self.stats.sent += 1
         self.stats.expected_to_others += sock.spec.members - 1
+        self.stats.expected_cross += sock.spec.remote_members
         frame = {
             "type": "send",
             "conversation_id": sock.spec.conversation_id,
             "client_msg_id": client_msg_id,
-            "body": f"{tag}{now}|{pad}",
+            "body": f"{tag}{now}:{sock.spec.instance}|{pad}",
         }
         try:
             await sock.ws.send_str(_dumps(frame))
@@ -220,7 +239,7 @@ class _Worker:
         """Open loop: sends are due on a schedule whatever the acks do (no coordinated omission)."""
         senders = list(self.socks)
         random.Random(self.index).shuffle(senders)  # noqa: S311 - spread consecutive sends over conversations
-        pad = "x" * max(0, body_chars - 21)
+        pad = "x" * max(0, body_chars - BODY_OVERHEAD)
         return await self._phase(LATENCY_TAG, seconds, self._schedule(senders, rate, seconds, pad))
 
     async def _schedule(self, senders: list[_Sock], rate: float, seconds: float, pad: str) -> None:
@@ -240,7 +259,7 @@ class _Worker:
 
     async def saturate(self, window: int, seconds: float, body_chars: int) -> dict[str, Any]:
         """Closed loop: each sending socket keeps `window` sends outstanding until time is up."""
-        pad = "x" * max(0, body_chars - 21)
+        pad = "x" * max(0, body_chars - BODY_OVERHEAD)
         senders = [sock for sock in self.socks if sock.spec.sat_sender]
         for sock in senders:
             sock.window = asyncio.Semaphore(window)
@@ -260,6 +279,36 @@ class _Worker:
             await asyncio.gather(*(lane(sock) for sock in senders))
 
         return await self._phase(SATURATION_TAG, seconds, lanes())
+
+    async def ping(self) -> dict[str, Any]:
+        return {"pong": self.index}
+
+    async def probe(self, within: float) -> dict[str, Any]:
+        """One send from one socket per (conversation, instance), each awaited for its ack.
+
+        Before a load on several instances: a send fails while `chat-owners` still rebalances,
+        and one forwarded from every instance shows that each owns some conversations.
+        """
+        self.stats = _Stats()
+        chosen: dict[tuple[str, int], _Sock] = {}
+        for sock in self.socks:
+            if not sock.dead:
+                chosen.setdefault((sock.spec.conversation_id, sock.spec.instance), sock)
+        for sock in chosen.values():
+            await self._send(sock, PROBE_TAG, "")
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if not self.pending:
+                break
+            await asyncio.sleep(0.05)
+        unacked = len(self.pending)
+        self.pending.clear()
+        return {
+            "sent": self.stats.sent,
+            "acked": self.stats.acked,
+            "unacked": unacked,
+            "errors": dict(self.stats.errors),
+        }
 
     async def _phase(self, tag: str, seconds: float, load: Any) -> dict[str, Any]:
         self.stats = _Stats()
@@ -285,7 +334,10 @@ class _Worker:
             "delivered": delivered_in_window,
             "expected_to_others": stats.expected_to_others,
             "delivered_to_others": stats.delivered_to_others,
+            "expected_cross": stats.expected_cross,
+            "delivered_cross": stats.delivered_cross,
             "latencies_ms": stats.latencies_ms,
+            "cross_latencies_ms": stats.cross_latencies_ms,
             "ack_ms": stats.ack_ms,
             "errors": dict(stats.errors),
             "cpu_seconds": busy,
@@ -338,7 +390,9 @@ def _dumps(frame: dict[str, Any]) -> str:
 
 def _worker_main(conn: Connection, index: int, run: str) -> None:
     raise_open_files_limit()
-    asyncio.run(_serve_commands(conn, index, run))
+    # Ctrl-C reaches the whole process group: the orchestrator reports it, the workers just end.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve_commands(conn, index, run))
 
 
 async def _serve_commands(conn: Connection, index: int, run: str) -> None:
@@ -354,6 +408,8 @@ async def _serve_commands(conn: Connection, index: int, run: str) -> None:
                 "connect": worker.connect,
                 "fixed_rate": worker.fixed_rate,
                 "saturate": worker.saturate,
+                "probe": worker.probe,
+                "ping": worker.ping,
             }
             try:
                 conn.send(await handlers[command](*args))
@@ -406,10 +462,17 @@ class ClientPool:
         return answers
 
     def connect(
-        self, url: str, specs: list[SocketSpec], batch: int, timeout: float
+        self, urls: list[str], specs: list[SocketSpec], batch: int, timeout: float
     ) -> list[dict[str, Any]]:
+        """Open every spec's socket on `urls[spec.instance]`, the specs dealt over the workers."""
+        # Every worker has started (spawn imports take a while) before any connects, so the
+        # workers' connect timings overlap and their rates add up.
+        self._all("ping", [()] * len(self._conns), 60)
         shares = [specs[i :: len(self._conns)] for i in range(len(self._conns))]
-        return self._all("connect", [(url, share, batch) for share in shares], timeout)
+        return self._all("connect", [(urls, share, batch) for share in shares], timeout)
+
+    def probe(self, within: float) -> list[dict[str, Any]]:
+        return self._all("probe", [(within,)] * len(self._conns), within + 30)
 
     def fixed_rate(self, rate: float, seconds: float, body_chars: int) -> list[dict[str, Any]]:
         share = rate / len(self._conns)

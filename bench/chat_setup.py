@@ -1,17 +1,23 @@
-"""Set-up for the chat benchmark: the server's environment and the users, sessions, conversations.
+"""Set-up for the chat benchmark: the server's environment, its database, and the users,
+sessions and conversations in it.
 
 Users and their sessions are made here, in the benchmark's own process, through the same services
-the API uses (`AccountService`, `AuthService`, `ConversationService`) against the SQLite file the
-server will open afterwards: thousands of logins over HTTP would measure password hashing and the
-login rate limiter, not chat. The load itself comes from separate client processes over sockets.
+the API uses (`AccountService`, `AuthService`, `ConversationService`) against the database the
+server will open afterwards (a SQLite file, or a private PostgreSQL database made for the run and
+dropped after it): thousands of logins over HTTP would measure password hashing and the login
+rate limiter, not chat. The load itself comes from separate client processes over sockets.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import distinct, func, select, text
+from sqlalchemy.engine import make_url
 
 from bench.chat_client import SocketSpec
 from mitra import migrate
@@ -20,17 +26,27 @@ from mitra.auth import AuthService, LogNotifier, PasswordHasher, TokenCodec
 from mitra.auth.service import ClientInfo, TokenPair
 from mitra.chat import ConversationService
 from mitra.db import Database
-from mitra.models import Role
-from mitra.settings import load_settings
+from mitra.models import Message, Role
+from mitra.settings import DatabaseSettings, load_settings
 
 PASSWORD = "bench passphrase 42"  # noqa: S105 - a throwaway account in a temporary database
 TENANT = "bench"
+DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
-def server_env(workdir: Path) -> dict[str, str]:
+def sqlite_url(workdir: Path) -> str:
+    return f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+
+
+def postgres_base_url() -> str:
+    """The server the private databases are made on (the test suite's variable and default)."""
+    return os.environ.get("MITRA_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+
+
+def server_env(database_url: str) -> dict[str, str]:
     """The MITRA_* settings of the benchmarked server (and of this set-up, which shares its DB)."""
     return {
-        "MITRA_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        "MITRA_DATABASE_URL": database_url,
         "MITRA_SERVER_SEED_DEMO": "false",
         "MITRA_LOGGING_LEVEL": "WARNING",
         # Cheap hashing and no login limits: set-up makes thousands of accounts and sessions.
@@ -46,6 +62,74 @@ def server_env(workdir: Path) -> dict[str, str]:
         # Every conversation of the largest run stays live; passivation is not what is measured.
         "MITRA_ACTORS_MAX_LIVE_CONVERSATIONS": "20000",
     }
+
+
+def kafka_env(bootstrap: str) -> dict[str, str]:
+    """What makes several `mitra serve` processes one service: Kafka (here tansu) for streams."""
+    return {
+        "MITRA_STREAMS_URL": f"kafka://{bootstrap}",
+        # tansu answers InitProducerId with an error; consumers de-duplicate by event id anyway.
+        "MITRA_STREAMS_KAFKA_IDEMPOTENCE": "false",
+        # The second instance joins `chat-owners` within seconds instead of the default's ten,
+        # so the run waits less for a stable group before the load starts (as the e2e test).
+        "MITRA_STREAMS_KAFKA_SESSION_TIMEOUT_MS": "2000",
+        "MITRA_STREAMS_KAFKA_HEARTBEAT_INTERVAL_MS": "200",
+    }
+
+
+# ---- a private PostgreSQL database ---------------------------------------------------------
+
+
+def postgres_database_url(label: str) -> str:
+    """The URL of a new private database on the server (not made yet: create_postgres_database).
+
+    Private, so a benchmark never touches the test suite's databases or another run's.
+    """
+    name = f"mitra_bench_{label}_{uuid.uuid4().hex[:10]}"
+    return make_url(postgres_base_url()).set(database=name).render_as_string(hide_password=False)
+
+
+async def create_postgres_database(url: str) -> None:
+    """Create the database of `url` on its server and migrate it to the latest revision."""
+    await _outside_transaction(postgres_base_url(), f'CREATE DATABASE "{make_url(url).database}"')
+    database = Database(DatabaseSettings(url=url))
+    try:
+        await migrate.upgrade(database)
+    finally:
+        await database.dispose()
+
+
+async def drop_postgres_database(url: str) -> None:
+    # FORCE: a server that did not stop cleanly may still hold connections.
+    statement = f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'
+    await _outside_transaction(postgres_base_url(), statement)
+
+
+async def _outside_transaction(base: str, statement: str) -> None:
+    # CREATE/DROP DATABASE refuse to run inside a transaction block.
+    admin = Database(DatabaseSettings(url=base))
+    try:
+        async with admin.engine.connect() as connection:
+            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await autocommit.execute(text(statement))
+    finally:
+        await admin.dispose()
+
+
+async def count_messages(database_url: str) -> tuple[int, int]:
+    """Rows in `messages`, and their distinct `created_at`: what the server committed.
+
+    The writer stamps every row of one group commit with the same `created_at`, so the second
+    count is the number of write batches, to check `chat.write` commits against.
+    """
+    database = Database(DatabaseSettings(url=database_url))
+    query = select(func.count(), func.count(distinct(Message.created_at)))
+    try:
+        async with database.engine.connect() as connection:
+            rows, batches = (await connection.execute(query.select_from(Message))).one()
+            return int(rows), int(batches)
+    finally:
+        await database.dispose()
 
 
 def plan_groups(sockets: int, rng: random.Random, smallest: int, largest: int) -> list[int]:
@@ -75,29 +159,43 @@ class Group:
     members: tuple[Member, ...]
 
 
-def socket_specs(groups: list[Group], *, bare: bool, senders_per_group: int) -> list[SocketSpec]:
-    """One socket per member. The bare server takes the token as the user id, so pass the id."""
-    return [
-        SocketSpec(
-            token=member.user_id if bare else member.access_token,
-            conversation_id=group.conversation_id,
-            members=len(group.members),
-            sat_sender=position < senders_per_group,
-        )
-        for group in groups
-        for position, member in enumerate(group.members)
-    ]
+def socket_specs(
+    groups: list[Group], *, bare: bool, senders_per_group: int, instances: int = 1
+) -> list[SocketSpec]:
+    """One socket per member. The bare server takes the token as the user id, so pass the id.
+
+    With several instances, a conversation's members alternate between them (member i on
+    instance i % instances), so every conversation has members on more than one.
+    """
+    specs = []
+    for group in groups:
+        on = [position % instances for position in range(len(group.members))]
+        for position, member in enumerate(group.members):
+            specs.append(
+                SocketSpec(
+                    token=member.user_id if bare else member.access_token,
+                    conversation_id=group.conversation_id,
+                    members=len(group.members),
+                    sat_sender=position < senders_per_group,
+                    instance=on[position],
+                    remote_members=sum(1 for where in on if where != on[position]),
+                )
+            )
+    return specs
 
 
 async def populate(
     env: dict[str, str], sizes: list[int], smallest: int, largest: int, seed: int
 ) -> dict[int, list[Group]]:
     """For each run size, its own users and conversations (disjoint, so no run replays another's
-    history on join); returns the groups of each size."""
+    history on join); returns the groups of each size.
+
+    The plan depends only on the seed, so every database gets conversations of the same sizes.
+    """
     settings = load_settings(environ=env)
     database = Database(settings.database)
     try:
-        await migrate.upgrade(database)
+        await migrate.upgrade(database)  # a no-op where create_postgres_database did it
         hasher = PasswordHasher(settings.auth)
         accounts = AccountService(database, settings.auth, hasher)
         auth = AuthService(

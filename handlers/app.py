@@ -6,6 +6,8 @@ core must not import the HTTP layer (see the note in README's architecture secti
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -59,13 +61,16 @@ from mitra import migrate
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
+from mitra.auth.sessions import SessionCache
 from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
+from streams import Streams
 from streams.analytics import AnalyticsConsumer
+from streams.auth_revocations import SessionRevocations
 from streams.chat_fanout import ChatFanout
 from streams.factory import streams_from_settings
 from streams.outbox import OutboxRelay, RelayOptions
@@ -73,18 +78,28 @@ from streams.outbox import OutboxRelay, RelayOptions
 log = logging.getLogger("mitra.app")
 
 
-def create_app(settings: Settings, *, notifier: Notifier | None = None) -> web.Application:
-    """Build the application; resources open in `cleanup_ctx`, in order, and close in reverse."""
+def create_app(
+    settings: Settings, *, notifier: Notifier | None = None, streams: Streams | None = None
+) -> web.Application:
+    """Build the application; resources open in `cleanup_ctx`, in order, and close in reverse.
+
+    `streams`, when given, is a started backend the caller owns (tests run two apps over one
+    in-memory backend, as two instances share one Kafka cluster); otherwise the app makes its
+    own from the settings.
+    """
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
+    if streams is not None:
+        app[STREAMS] = streams
     app[NOTIFIER] = notifier or LogNotifier(production=settings.is_production)
     registry = Registry()
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
     app[READINESS_CHECKS] = {}
-    app[METRICS_COLLECTORS] = []
+    app[METRICS_COLLECTORS] = [app[HTTP_METRICS].publish]
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_streams)
+    app.cleanup_ctx.append(_auth_revocations)
     app.cleanup_ctx.append(_outbox)
     app.cleanup_ctx.append(_analytics_consumer)
     app.cleanup_ctx.append(_actors)
@@ -122,10 +137,20 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         raise RuntimeError("the database schema is not at the latest revision: run `mitra migrate`")
     hasher = PasswordHasher(settings.auth)
     app[DATABASE] = database
-    app[AUTH] = AuthService(
-        database, settings.auth, hasher, TokenCodec(settings.auth), app[NOTIFIER]
+    auth = AuthService(
+        database,
+        settings.auth,
+        hasher,
+        TokenCodec(settings.auth),
+        app[NOTIFIER],
+        sessions=SessionCache(
+            settings.auth.session_cache_seconds, settings.auth.session_cache_size
+        ),
     )
-    app[ACCOUNTS] = AccountService(database, settings.auth, hasher)
+    app[AUTH] = auth
+    app[ACCOUNTS] = AccountService(
+        database, settings.auth, hasher, sessions_revoked=auth.revoked_here
+    )
     app[CUSTOMERS] = CustomerService(database)
     app[POLICIES] = PolicyService(database)
     app[ANALYTICS] = AnalyticsService(database, settings.analytics)
@@ -136,10 +161,13 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _streams(app: web.Application) -> AsyncIterator[None]:
-    streams = streams_from_settings(app[SETTINGS].streams, app[METRICS])
-    # start() does not fail when a broker is down: it retries in the background and /ready says so.
-    await streams.start()
-    app[STREAMS] = streams
+    owned = STREAMS not in app
+    if owned:
+        app[STREAMS] = streams_from_settings(app[SETTINGS].streams, app[METRICS])
+        # start() does not fail when a broker is down: it retries in the background and /ready
+        # says so.
+        await app[STREAMS].start()
+    streams = app[STREAMS]
 
     async def streams_ready() -> None:
         ok, detail = await streams.health()
@@ -148,7 +176,17 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
 
     add_readiness_check(app, "streams", streams_ready)
     yield
-    await streams.stop()
+    if owned:
+        await streams.stop()
+
+
+async def _auth_revocations(app: web.Application) -> AsyncIterator[None]:
+    """This instance's member of its own `auth.sessions` group: revoked sessions leave its
+    session cache. Started before the relay, so this instance's own revocations are read too."""
+    consumer = SessionRevocations(app[STREAMS], uuid.uuid4().hex, app[AUTH].revoked_elsewhere)
+    await consumer.start()
+    yield
+    await consumer.stop()
 
 
 async def _outbox(app: web.Application) -> AsyncIterator[None]:
@@ -174,7 +212,8 @@ async def _analytics_consumer(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _actors(app: web.Application) -> AsyncIterator[None]:
-    """The actor system, the chat pools and the writer their messages are committed by.
+    """The actor system, the chat pools, the writer their messages are committed by, and the
+    socket hub the writer hands committed messages to.
 
     On shutdown the actors drain first (their last messages still reach the writer), then the
     writer commits what is queued, then the relay and the streams behind it stop.
@@ -189,7 +228,19 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
         shutdown_seconds=settings.server.shutdown_timeout_seconds,
     )
     await system.start()
-    writer = MessageWriter(app[DATABASE], after_commit=app[DATABASE].notify_events_committed)
+    metrics = ChatMetrics(app[METRICS])
+    app[METRICS_COLLECTORS].append(metrics.publish)
+    hub = SocketHub(
+        metrics,
+        app[CONVERSATIONS].messages_since,
+        recovery_page_size=settings.chat.recovery_page_size,
+    )
+    app[CHAT_HUB] = hub
+    writer = MessageWriter(
+        app[DATABASE],
+        after_commit=app[DATABASE].notify_events_committed,
+        on_committed=hub.deliver_committed,
+    )
     writer.start()
     app[ACTORS] = system
     app[MESSAGE_WRITER] = writer
@@ -206,9 +257,9 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _chat(app: web.Application) -> AsyncIterator[None]:
-    """Sockets, the router that finds each conversation's owner, and this instance's fan-out."""
+    """The router that finds each conversation's owner, and this instance's fan-out."""
     settings = app[SETTINGS]
-    hub = SocketHub(ChatMetrics(app[METRICS]))
+    hub = app[CHAT_HUB]
     router = ChatRouter(
         app[CHAT],
         app[STREAMS],
@@ -216,12 +267,21 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
         registry=app[METRICS],
     )
     fanout = ChatFanout(app[STREAMS], uuid.uuid4().hex, [hub.deliver, router.on_event])
-    app[CHAT_HUB] = hub
     app[CHAT_ROUTER] = router
     app[CHAT_FANOUT] = fanout
     await fanout.start()
     await router.start()
+    # A revoked session's sockets close with 4401: pushed at once, re-checked now and then.
+    stop_listening = app[AUTH].add_revocation_listener(hub.close_sessions)
+    watcher = asyncio.get_running_loop().create_task(
+        hub.watch_sessions(app[AUTH].live_sessions, settings.chat.session_check_seconds),
+        name="chat-session-watch",
+    )
     yield
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
+    stop_listening()
     await router.stop()
     await fanout.stop()
 

@@ -12,7 +12,8 @@ from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
 from actors.conversation import SendMessage
-from handlers.chat_hub import ClientSocket, frame
+from handlers.chat_frames import ack_frame, encode
+from handlers.chat_hub import CLOSE_UNAUTHENTICATED, ClientSocket
 from handlers.keys import AUTH, CHAT_HUB, CHAT_ROUTER, CONVERSATIONS, SETTINGS, STREAMS
 from handlers.openapi import RawResponse, operation
 from handlers.schemas.chat import (
@@ -28,7 +29,6 @@ from handlers.schemas.chat import (
 from handlers.validation import field_errors
 from mitra.auth import Principal
 from mitra.auth.ratelimit import RateLimiter
-from mitra.chat import StoredMessage
 from mitra.db import db_purpose
 from mitra.errors import MitraError, NotFound, RateLimited
 from streams.envelope import Event
@@ -37,7 +37,6 @@ from streams.topics import CHAT_EVENTS
 log = logging.getLogger("mitra.chat.ws")
 routes = web.RouteTableDef()
 
-CLOSE_UNAUTHENTICATED = 4401
 MAX_FRAME_BYTES = 64 * 1024
 
 
@@ -66,7 +65,8 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     principal = await _authenticate(request, ws)
     if principal is None:
         return ws
-    session = ChatSession(request.app, ws, principal)
+    # The request's transport is the socket's: pre-built frames are written to it directly.
+    session = ChatSession(request.app, ws, principal, request.transport)
     with db_purpose("chat.socket"):
         await session.run()
     return ws
@@ -95,13 +95,25 @@ async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Prin
 class ChatSession:
     """One authenticated socket: reads frames, answers them, and cleans up when it closes."""
 
-    def __init__(self, app: web.Application, ws: web.WebSocketResponse, principal: Principal):
+    def __init__(
+        self,
+        app: web.Application,
+        ws: web.WebSocketResponse,
+        principal: Principal,
+        transport: asyncio.Transport | None = None,
+    ):
         self.app = app
         self.ws = ws
         self.principal = principal
         self.settings = app[SETTINGS].chat
         self.hub = app[CHAT_HUB]
-        self.socket = ClientSocket(ws, principal, self.settings.send_queue_size, self.hub.metrics)
+        self.socket = ClientSocket(
+            ws,
+            principal,
+            self.settings.send_queue_size,
+            self.hub.metrics,
+            transport=transport,
+        )
         self.limiter = RateLimiter(
             self.settings.rate_limit_messages, self.settings.rate_limit_window_seconds
         )
@@ -110,7 +122,7 @@ class ChatSession:
     async def run(self) -> None:
         self.hub.add(self.socket)
         try:
-            self.socket.push(frame({"type": "auth_ok", "user_id": str(self.principal.user_id)}))
+            self.socket.push(encode({"type": "auth_ok", "user_id": str(self.principal.user_id)}))
             async for message in self.ws:
                 if message.type == WSMsgType.TEXT:
                     await self._on_text(message.data)
@@ -128,7 +140,7 @@ class ChatSession:
                     )
 
     def _error(self, code: str, message: str, ref: str | None = None) -> None:
-        self.socket.push(frame({"type": "error", "code": code, "message": message, "ref": ref}))
+        self.socket.push(encode({"type": "error", "code": code, "message": message, "ref": ref}))
 
     async def _on_text(self, text: str) -> None:
         try:
@@ -151,7 +163,7 @@ class ChatSession:
             self._error("invalid_frame", f"{first.field}: {first.message}", ref)
             return
         if isinstance(parsed, PingFrame):
-            self.socket.push(frame({"type": "pong", "ref": parsed.ref}))
+            self.socket.push(encode({"type": "pong", "ref": parsed.ref}))
         elif isinstance(parsed, AuthFrame):
             self._error("already_authenticated", "this socket is authenticated", ref)
         elif isinstance(parsed, SendFrame):
@@ -204,38 +216,36 @@ class ChatSession:
         except MitraError as exc:
             self._error(exc.code, exc.message, ref)
             return
-        self.hub.metrics.messages_in.inc({})
-        self.socket.push(frame(ack_frame(stored)))
+        self.hub.metrics.messages_in += 1
+        self.socket.push(ack_frame(stored))
 
     async def _join(self, join: JoinFrame) -> None:
-        last_seq = await self.app[CONVERSATIONS].last_seq_for_member(
-            self.principal, join.conversation_id
-        )
+        # In the room first (live messages wait in the socket's buffer), then read how far the
+        # conversation goes: whatever commits in between is either buffered or counted in it.
         self.hub.join(self.socket, join.conversation_id)
+        try:
+            last_seq = await self.app[CONVERSATIONS].last_seq_for_member(
+                self.principal, join.conversation_id
+            )
+        except BaseException:
+            self.hub.leave(self.socket, join.conversation_id)
+            raise
+        # A since_seq past the end would drop every live message as already seen.
+        since = min(join.since_seq, last_seq)
         online = sorted(str(user) for user in self.hub.online_users(join.conversation_id))
         await self.socket.push_waiting(
-            frame(
+            encode(
                 {
                     "type": "joined",
                     "conversation_id": str(join.conversation_id),
                     "last_seq": last_seq,
+                    "since_seq": since,
                     "online": online,
                     "ref": join.ref,
                 }
             )
         )
-        last = join.since_seq
-        page_size = self.settings.recovery_page_size
-        while True:
-            page = await self.app[CONVERSATIONS].messages_since(
-                self.principal.tenant_id, join.conversation_id, last, page_size
-            )
-            for stored in page:
-                await self.socket.push_waiting(frame(message_frame(stored)))
-                last = stored.seq
-            if len(page) < page_size:
-                break
-        self.socket.end_recovery(join.conversation_id, last)
+        await self.hub.recover(self.socket, join.conversation_id, since, last_seq)
         await self._relay("presence", join.conversation_id, {"status": "online"})
 
     async def _typing(self, typing: TypingFrame) -> None:
@@ -274,17 +284,3 @@ class ChatSession:
             if not quietly:
                 raise
             log.info("could not relay %s for %s", kind, conversation_id)
-
-
-def message_frame(stored: StoredMessage) -> dict[str, Any]:
-    return {"type": "message", **stored.as_payload()}
-
-
-def ack_frame(stored: StoredMessage) -> dict[str, Any]:
-    return {
-        "type": "ack",
-        "conversation_id": str(stored.conversation_id),
-        "client_msg_id": stored.client_msg_id,
-        "seq": stored.seq,
-        "message_id": str(stored.message_id),
-    }

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from handlers.app import create_app
 from handlers.keys import ACCOUNTS, DATABASE
+from handlers.process import configure_process, freeze_after_startup
 from mitra import cli
 from mitra.demo import ensure_demo_tenant, login_banner
 from mitra.observability import configure_logging
@@ -23,19 +24,26 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     app = create_app(settings)
     base_url = f"http://{host}:{port}"
 
-    async def announce(app: web.Application) -> None:
+    banner = [f"Mitra is serving on {base_url}"]
+
+    async def seed_demo(app: web.Application) -> None:
         if settings.server.seed_demo:
             await ensure_demo_tenant(app[DATABASE], app[ACCOUNTS])
-            print(login_banner(base_url), flush=True)
-        else:
-            print(f"Mitra is serving on {base_url}", flush=True)
+            banner[0] = login_banner(base_url)
 
-    app.on_startup.append(announce)
+    def announce(_: str) -> None:
+        # run_app calls this once the port is bound: a client reading the banner can connect.
+        print(banner[0], flush=True)
+
+    app.on_startup.append(seed_demo)
+    # Last of start-up, so everything it made is frozen.
+    app.on_startup.append(freeze_after_startup(settings.server))
+    configure_process(settings.server)
     web.run_app(
         app,
         host=host,
         port=port,
-        print=None,
+        print=announce,
         access_log=None,
         shutdown_timeout=settings.server.shutdown_timeout_seconds,
     )

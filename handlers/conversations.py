@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
 from actors.conversation import SendMessage
-from handlers.envelope import ok
+from handlers.envelope import ok, utc_json
 from handlers.keys import CHAT_ROUTER, CONVERSATIONS, SETTINGS
 from handlers.openapi import operation
 from handlers.records import path_id
@@ -28,8 +29,19 @@ routes = web.RouteTableDef()
 TAGS = ("chat",)
 
 
-def _shape(summary: ConversationSummary) -> ConversationResponse:
-    return ConversationResponse.model_validate(asdict(summary))
+def _shape(summary: ConversationSummary) -> dict[str, Any]:
+    """The summary as `ConversationResponse` dumps it (a test compares the two), built
+    directly: GET /conversations answers many of these per request."""
+    return {
+        "id": str(summary.id),
+        "customer_id": str(summary.customer_id) if summary.customer_id is not None else None,
+        "title": summary.title,
+        "member_ids": [str(member) for member in summary.member_ids],
+        "last_seq": summary.last_seq,
+        "last_message_at": utc_json(summary.last_message_at),
+        "unread": summary.unread,
+        "created_at": utc_json(summary.created_at),
+    }
 
 
 @routes.post("/api/v1/conversations")

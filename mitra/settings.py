@@ -53,12 +53,17 @@ class ServerSettings(_Section):
     trusted_proxy_count: int = Field(0, ge=0, le=10)
     seed_demo: bool = True
     shutdown_timeout_seconds: float = Field(10.0, gt=0)
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
+    gc_freeze: bool = True
+    gc_threshold: int = Field(50_000, ge=100)
+    switch_interval_ms: float = Field(5.0, gt=0, le=100)
 
 
 class DatabaseSettings(_Section):
     url: str = "sqlite+aiosqlite:///var/mitra.db"
     echo: bool = False
     pool_size: int = Field(10, ge=1, le=200)
+    pool_recycle_seconds: float = Field(1800.0, gt=0)
     auto_migrate: bool = True
 
     @field_validator("url")
@@ -118,6 +123,8 @@ class AuthSettings(_Section):
     argon2_time_cost: int = Field(3, ge=1)
     argon2_memory_kib: int = Field(65_536, ge=8)
     argon2_parallelism: int = Field(2, ge=1)
+    session_cache_seconds: float = Field(4.0, ge=0, le=300)
+    session_cache_size: int = Field(100_000, ge=1)
 
     @model_validator(mode="after")
     def _argon2_memory_fits_lanes(self) -> AuthSettings:
@@ -144,6 +151,7 @@ class ChatSettings(_Section):
     heartbeat_seconds: float = Field(30.0, gt=0)
     compression: bool = False
     recovery_page_size: int = Field(500, ge=10, le=5000)
+    session_check_seconds: float = Field(2.0, gt=0)
 
 
 class AnalyticsSettings(_Section):

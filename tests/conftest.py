@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import uvloop
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -34,6 +36,14 @@ FAST_AUTH = {
     "rate_limit_per_ip": 1000,
     "rate_limit_per_account": 1000,
 }
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    """The suite runs on the loop `mitra serve` runs on (server.event_loop, uvloop by default);
+    MITRA_TEST_EVENT_LOOP=asyncio runs it on the standard library's loop instead."""
+    if os.environ.get("MITRA_TEST_EVENT_LOOP", "uvloop") == "asyncio":
+        return {"asyncio": asyncio.new_event_loop}
+    return {"uvloop": uvloop.new_event_loop}
 
 
 def run_in_own_loop(coroutine: Coroutine[Any, Any, T]) -> T:

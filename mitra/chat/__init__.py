@@ -6,12 +6,13 @@ from mitra.chat.conversations import (
     ConversationSummary,
     StoredMessage,
 )
-from mitra.chat.writer import MessageWriter, PendingMessage, WriteRejected
+from mitra.chat.writer import MessageRefused, MessageWriter, PendingMessage, WriteRejected
 
 __all__ = [
     "ConversationService",
     "ConversationState",
     "ConversationSummary",
+    "MessageRefused",
     "MessageWriter",
     "PendingMessage",
     "StoredMessage",

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Uuid, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
+from sqlalchemy.sql import Select
 
 from mitra import access
 from mitra.auth.principal import Principal
-from mitra.db import Database, Scope, UnitOfWork
+from mitra.db import Database, Scope, UnitOfWork, tenant_scoped
 from mitra.errors import InvalidInput, NotFound
 from mitra.models import Conversation, ConversationMember, Customer, Message, Role, User
 from mitra.records import ANALYTICS_TOPIC
@@ -195,13 +198,16 @@ class ConversationService:
         return conversation
 
     async def list_for(self, principal: Principal) -> list[ConversationSummary]:
-        """The caller's conversations, newest activity first, with unread counts."""
-        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
-            mine = select(ConversationMember.conversation_id).where(
-                ConversationMember.user_id == principal.user_id
-            )
-            ids = list((await session.execute(mine)).scalars())
-            summaries = await self._summaries(session, principal, ids)
+        """The caller's conversations, newest activity first, with unread counts.
+
+        Two statements whatever the number of conversations (see `_summaries`), in a read
+        session: no transaction on PostgreSQL, and retried once on a dead connection.
+        """
+
+        async def read(session: AsyncSession) -> list[ConversationSummary]:
+            return await self._summaries(session, principal, None)
+
+        summaries = await self._db.read(Scope.tenant(principal.tenant_id), read)
         return sorted(
             summaries,
             key=lambda s: (s.last_message_at or s.created_at, s.created_at),
@@ -215,10 +221,26 @@ class ConversationService:
     async def last_seq_for_member(self, principal: Principal, conversation_id: uuid.UUID) -> int:
         """The conversation's last seq, for a member joining it (404 for anyone else).
 
-        A join needs only this, not the whole summary (members, unread counts)."""
+        A join needs only this, not the whole summary: one statement asks both whether the
+        caller is a member and how far the conversation goes."""
+        member = (
+            select(ConversationMember.id)
+            .where(
+                ConversationMember.conversation_id == conversation_id,
+                ConversationMember.user_id == principal.user_id,
+            )
+            .scalar_subquery()
+        )
+        last = (
+            select(func.max(Message.seq))
+            .where(Message.conversation_id == conversation_id)
+            .scalar_subquery()
+        )
         async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
-            await self._require_member(session, principal, conversation_id)
-            return await _last_seq(session, conversation_id)
+            found, last_seq = (await session.execute(select(member, last))).one()
+        if found is None:
+            raise NotFound("conversation not found")
+        return int(last_seq or 0)
 
     async def history(
         self,
@@ -333,66 +355,91 @@ class ConversationService:
         return summary
 
     async def _summaries(
-        self, session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID]
+        self, session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID] | None
     ) -> list[ConversationSummary]:
-        if not ids:
+        """Summaries of the caller's conversations among `ids` (None: all of them).
+
+        Two statements: the conversations with the caller's membership and, as correlated
+        subqueries on the (conversation_id, seq) index, the last seq, the last message's time
+        and the unread count; then the members of those conversations.
+        """
+        if ids is not None and not ids:
             return []
-        conversations = {
-            c.id: c
-            for c in (
-                await session.execute(select(Conversation).where(Conversation.id.in_(ids)))
-            ).scalars()
-        }
-        members: dict[uuid.UUID, list[uuid.UUID]] = {cid: [] for cid in conversations}
-        for conversation_id, user_id in await session.execute(
-            select(ConversationMember.conversation_id, ConversationMember.user_id).where(
-                ConversationMember.conversation_id.in_(ids)
-            )
-        ):
+        params: dict[str, Any] = {"viewer": principal.user_id}
+        if ids is not None:
+            params["ids"] = list(ids)
+        rows = (await session.execute(_summary_statement(ids is not None), params)).all()
+        if not rows:
+            return []
+        members: dict[uuid.UUID, list[uuid.UUID]] = {row[0]: [] for row in rows}
+        for conversation_id, user_id in await session.execute(_MEMBERS_OF, {"ids": list(members)}):
             members[conversation_id].append(user_id)
-        latest = {
-            conversation_id: (last_seq, last_at)
-            for conversation_id, last_seq, last_at in await session.execute(
-                select(Message.conversation_id, func.max(Message.seq), func.max(Message.sent_at))
-                .where(Message.conversation_id.in_(ids))
-                .group_by(Message.conversation_id)
+        return [
+            ConversationSummary(
+                id=conversation_id,
+                customer_id=customer_id,
+                title=title,
+                member_ids=tuple(sorted(members[conversation_id])),
+                last_seq=int(seq or 0),
+                last_message_at=at,
+                unread=int(count or 0),
+                created_at=created_at,
             )
-        }
-        # Unread: others' messages past my read position (my own are read by definition).
-        unread_rows = await session.execute(
-            select(Message.conversation_id, func.count())
-            .join(
-                ConversationMember,
-                and_(
-                    ConversationMember.conversation_id == Message.conversation_id,
-                    ConversationMember.user_id == principal.user_id,
-                ),
-            )
-            .where(
-                Message.conversation_id.in_(ids),
-                Message.seq > ConversationMember.last_read_seq,
-                Message.sender_id.is_distinct_from(principal.user_id),
-            )
-            .group_by(Message.conversation_id)
+            for conversation_id, customer_id, title, created_at, seq, at, count in rows
+        ]
+
+
+@functools.cache
+def _summary_statement(among_ids: bool) -> Select[*tuple[Any, ...]]:
+    """The caller's (`:viewer`) conversations (among `:ids`, when asked) with the last seq, the
+    last message's time and the unread count as correlated subqueries on the
+    (conversation_id, seq) index. Built once and reused with bound parameters."""
+    me = aliased(ConversationMember)
+    viewer = bindparam("viewer", type_=Uuid)
+    last_seq = (
+        select(func.max(Message.seq))
+        .where(Message.conversation_id == Conversation.id)
+        .scalar_subquery()
+    )
+    last_at = (
+        select(func.max(Message.sent_at))
+        .where(Message.conversation_id == Conversation.id)
+        .scalar_subquery()
+    )
+    # Unread: others' messages past my read position (my own are read by definition).
+    unread = (
+        select(func.count())
+        .select_from(Message)
+        .where(
+            Message.conversation_id == Conversation.id,
+            Message.seq > me.last_read_seq,
+            Message.sender_id.is_distinct_from(viewer),
         )
-        # Result has keys() (column names), so dict() must be given the rows, not the result.
-        unread: dict[uuid.UUID, int] = dict(unread_rows.all())
-        summaries = []
-        for conversation_id, conversation in conversations.items():
-            last_seq, last_at = latest.get(conversation_id, (0, None))
-            summaries.append(
-                ConversationSummary(
-                    id=conversation_id,
-                    customer_id=conversation.customer_id,
-                    title=conversation.title,
-                    member_ids=tuple(sorted(members[conversation_id])),
-                    last_seq=int(last_seq or 0),
-                    last_message_at=last_at,
-                    unread=int(unread.get(conversation_id, 0)),
-                    created_at=conversation.created_at,
-                )
-            )
-        return summaries
+        .scalar_subquery()
+    )
+    mine = [me.user_id == viewer]
+    if among_ids:
+        mine.append(me.conversation_id.in_(bindparam("ids", expanding=True)))
+    return tenant_scoped(
+        select(
+            Conversation.id,
+            Conversation.customer_id,
+            Conversation.title,
+            Conversation.created_at,
+            last_seq,
+            last_at,
+            unread,
+        )
+        .join(me, me.conversation_id == Conversation.id)
+        .where(*mine)
+    )
+
+
+_MEMBERS_OF = tenant_scoped(
+    select(ConversationMember.conversation_id, ConversationMember.user_id).where(
+        ConversationMember.conversation_id.in_(bindparam("ids", expanding=True))
+    )
+)
 
 
 async def _last_seq(session: AsyncSession, conversation_id: uuid.UUID) -> int:

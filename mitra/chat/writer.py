@@ -2,7 +2,19 @@
 
 A row per transaction caps throughput at the database's commit rate; batching whatever queued
 while the previous commit ran keeps latency low when idle and throughput high under load. Each
-message's `chat.events` and `analytics.events` outbox rows commit in the same transaction.
+message's `chat.events` and `analytics.events` outbox rows commit in the same transaction, as
+two Core `executemany` statements beside the messages' own: three statements and one commit per
+batch, whatever its size.
+
+After the commit the committed messages go to the `on_committed` listener (this instance's
+sockets) in seq order per conversation, and then the acks resolve: no local socket waits for the
+outbox. The outbox still carries every message to the other instances.
+
+One bad message fails alone. A batch the database refuses is split, by conversation and then
+within the conversation, until the refused message is found: it is rejected with
+`MessageRefused` (sending it again cannot help), the messages before it commit, the ones after it
+in the same conversation are rejected with `WriteRejected` (resend) because their seqs would
+leave a gap, and every other conversation's messages commit.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import threading
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -18,18 +31,55 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 
 from mitra.chat.conversations import StoredMessage, stored
-from mitra.db import Database, Scope, db_purpose, utcnow
-from mitra.errors import Unavailable
+from mitra.db import BulkInsert, Database, Scope, db_purpose, utcnow
+from mitra.errors import InvalidInput, Unavailable
+from mitra.ids import new_ids
 from mitra.models import Message, OutboxEvent
 from mitra.records import ANALYTICS_TOPIC
 
 log = logging.getLogger("mitra.chat.writer")
 
 CHAT_EVENTS_TOPIC = "chat.events"
+_MESSAGES: Table = Message.__table__  # type: ignore[assignment]
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+INSERT_MESSAGES = BulkInsert(
+    _MESSAGES,
+    (
+        "id",
+        "tenant_id",
+        "conversation_id",
+        "seq",
+        "sender_id",
+        "client_msg_id",
+        "body",
+        "channel",
+        "sent_at",
+        "created_at",
+        "updated_at",
+    ),
+)
+INSERT_OUTBOX = BulkInsert(
+    _OUTBOX,
+    (
+        "event_id",
+        "tenant_id",
+        "topic",
+        "key",
+        "event_type",
+        "payload",
+        "occurred_at",
+        "published_at",
+        "created_at",
+        "updated_at",
+    ),
+)
+# SQLSTATE classes of a statement the database refuses for its data (22: data exception, such
+# as a NUL character or a value too long; 23: integrity), as opposed to a lost connection.
+_REFUSAL_CLASSES = ("22", "23")
 
 
 class WriteRejected(Unavailable):
@@ -37,6 +87,13 @@ class WriteRejected(Unavailable):
 
     code = "not_stored"
     default_message = "the message was not stored; send it again"
+
+
+class MessageRefused(InvalidInput):
+    """The database refused this message itself; sending it again gets the same answer."""
+
+    code = "message_refused"
+    default_message = "the message cannot be stored as it is; change it before sending again"
 
 
 @dataclass(eq=False)
@@ -62,11 +119,15 @@ class PendingMessage:
         return self.stored.conversation_id
 
 
+Batch = list[PendingMessage]
+
+
 class MessageWriter:
     """Writes queued messages in batches from one task on the event loop.
 
-    `submit` may be called from any thread (conversation actors run on their own); items are
-    handed to the loop in call order, so one actor's messages are written in seq order.
+    `submit` may be called from any thread (conversation actors run on their own); items reach
+    the loop in call order, so one actor's messages are written in seq order. Submissions made
+    while the loop is busy share one wake-up instead of one cross-thread call each.
     """
 
     def __init__(
@@ -75,11 +136,15 @@ class MessageWriter:
         *,
         max_batch: int = 500,
         after_commit: Callable[[], None] | None = None,
+        on_committed: Callable[[list[StoredMessage]], None] | None = None,
     ) -> None:
         self._db = database
         self._max_batch = max_batch
         self._after_commit = after_commit
+        self._on_committed = on_committed
         self._queue: deque[PendingMessage] = deque()
+        self._inbox: list[PendingMessage] = []
+        self._inbox_lock = threading.Lock()
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -96,6 +161,7 @@ class MessageWriter:
         """Write what is queued, then stop."""
         if self._task is None:
             return
+        self._take_inbox()
         self._closing = True
         self._wakeup.set()
         with contextlib.suppress(asyncio.CancelledError):
@@ -108,68 +174,111 @@ class MessageWriter:
         if loop is None or loop.is_closed():
             message.done.set_exception(WriteRejected("the message writer is not running"))
             return message.done
-        loop.call_soon_threadsafe(self._enqueue, message)
+        with self._inbox_lock:
+            self._inbox.append(message)
+            first = len(self._inbox) == 1
+        if first:
+            try:
+                loop.call_soon_threadsafe(self._take_inbox)
+            except RuntimeError:  # the loop closed in between
+                self._take_inbox()
         return message.done
 
-    def _enqueue(self, message: PendingMessage) -> None:
-        if self._task is None:
-            _reject(message, "the message writer is stopping")
+    def _take_inbox(self) -> None:
+        with self._inbox_lock:
+            taken, self._inbox = self._inbox, []
+        if self._task is None or self._closing:
+            for message in taken:
+                _reject(message, "the message writer is stopping")
             return
-        self._queue.append(message)
-        self._wakeup.set()
+        self._queue.extend(taken)
+        if taken:
+            self._wakeup.set()
 
     async def _run(self) -> None:
         with db_purpose("chat.write"):
-            await self._write_forever()
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._queue:
+                    count = min(self._max_batch, len(self._queue))
+                    batch = [self._queue.popleft() for _ in range(count)]
+                    try:
+                        await self._write(batch)
+                    except Exception:
+                        log.exception("chat batch failed unexpectedly")
+                        self._reject_all(batch, "the message could not be stored")
+                if self._closing:
+                    return
 
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                batch = [
-                    self._queue.popleft() for _ in range(min(self._max_batch, len(self._queue)))
-                ]
-                try:
-                    await self._write(batch)
-                except Exception:
-                    log.exception("chat batch failed unexpectedly")
-                    self._reject_all(batch, "the message could not be stored")
-            if self._closing:
-                return
-
-    async def _write(self, batch: list[PendingMessage]) -> None:
-        live = [m for m in batch if not self._stale(m)]
+    async def _write(self, batch: Batch) -> None:
+        live = []
         for message in batch:
             if self._stale(message):
                 _reject(message, "the conversation was reset; send again")
-        if not live:
-            return
-        try:
-            await self._insert(live)
-        except IntegrityError:
-            # One conversation's conflict must not fail the others: retry them one by one.
-            for group in _by_conversation(live):
-                await self._write_alone(group)
-            return
-        except Exception:
-            log.exception("chat batch of %d failed; rejecting it", len(live))
-            self._reject_all(live, "the message could not be stored")
-            return
-        self._committed(live)
+            else:
+                live.append(message)
+        if live:
+            await self._write_groups(_by_conversation(live))
 
-    async def _write_alone(self, group: list[PendingMessage]) -> None:
+    async def _write_groups(self, groups: list[Batch]) -> None:
+        """Commit these conversations' messages together; split them if that is refused."""
+        if len(groups) == 1:
+            await self._write_conversation(groups[0])
+            return
+        messages = [message for group in groups for message in group]
+        try:
+            await self._insert(messages)
+        except Exception as exc:
+            if not _refused(exc):
+                log.warning("chat batch of %d failed: %r", len(messages), exc)
+                self._reject_all(messages, "the message could not be stored")
+                return
+            half = len(groups) // 2
+            await self._write_groups(groups[:half])
+            await self._write_groups(groups[half:])
+            return
+        self._committed(messages)
+
+    async def _write_conversation(self, group: Batch) -> bool:
+        """Commit one conversation's messages (in seq order); True if all of them were."""
         try:
             await self._insert(group)
         except IntegrityError:
+            # Its seq or client id is taken: a retry reached the database twice, or another
+            # instance wrote this conversation.
             await self._settle_conflict(group)
-        except Exception:
-            log.exception("chat write failed for conversation %s", group[0].conversation_id)
-            self._reject_all(group, "the message could not be stored")
-        else:
-            self._committed(group)
+            return False
+        except Exception as exc:
+            if not _refused(exc):
+                log.warning("chat write for %s failed: %r", group[0].conversation_id, exc)
+                self._reject_all(group, "the message could not be stored")
+                return False
+            if len(group) == 1:
+                self._refuse(group[0], exc)
+                return False
+            half = len(group) // 2
+            if not await self._write_conversation(group[:half]):
+                # The later ones would leave a gap in the seqs: they are sent again.
+                self._reject_all(group[half:], "an earlier message was not stored; send again")
+                return False
+            return await self._write_conversation(group[half:])
+        self._committed(group)
+        return True
 
-    async def _settle_conflict(self, group: list[PendingMessage]) -> None:
+    def _refuse(self, message: PendingMessage, exc: Exception) -> None:
+        log.warning(
+            "conversation %s: the database refused message seq %d (%s)",
+            message.conversation_id,
+            message.stored.seq,
+            type(exc).__name__,
+        )
+        if not message.done.done():
+            message.done.set_exception(MessageRefused())
+        # Its seq is free again: the actor reloads from what is stored.
+        self._reject_all([message], "refused")
+
+    async def _settle_conflict(self, group: Batch) -> None:
         """A retry that reached the database twice gets its first acceptance; the rest of the
         conversation's queue is rejected and its actor resets from what is stored."""
         first = group[0]
@@ -208,19 +317,38 @@ class MessageWriter:
     def _stale(self, message: PendingMessage) -> bool:
         return message.generation <= self._rejected_generation.get(message.conversation_id, -1)
 
-    async def _insert(self, batch: list[PendingMessage]) -> None:
+    async def _insert(self, batch: Batch) -> None:
         now = utcnow()
+        # One executemany per table: the ORM's bulk insert costs more than the database.
         async with self._db.transaction(Scope.system()) as session:
-            await session.execute(insert(Message), [_message_row(m, now) for m in batch])
-            await session.execute(insert(OutboxEvent), _outbox_rows(batch, now))
+            await INSERT_MESSAGES.execute(session, [_message_row(m, now) for m in batch])
+            await INSERT_OUTBOX.execute(session, _outbox_rows(batch, now))
 
-    def _committed(self, batch: list[PendingMessage]) -> None:
+    def _committed(self, batch: Batch) -> None:
         self.batches += 1
         self.written += len(batch)
+        if self._on_committed is not None:
+            try:
+                self._on_committed([message.stored for message in batch])
+            except Exception:
+                # Local delivery is a shortcut: the outbox still carries every message.
+                log.exception("the on-commit listener failed")
         for message in batch:
             _resolve(message.done, message.stored)
         if self._after_commit is not None:
             self._after_commit()
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether the database refused the statement for its data (so splitting the batch finds
+    the culprit), rather than failing as a whole (a lost connection, a timeout)."""
+    if isinstance(exc, IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        state = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+        return isinstance(state, str) and state[:2] in _REFUSAL_CLASSES
+    # A value no bind processor would take fails before it reaches the database.
+    return isinstance(exc, StatementError)
 
 
 def _resolve(
@@ -236,59 +364,51 @@ def _reject(message: PendingMessage, reason: str) -> None:
         message.done.set_exception(WriteRejected(reason))
 
 
-def _by_conversation(batch: list[PendingMessage]) -> list[list[PendingMessage]]:
-    groups: dict[uuid.UUID, list[PendingMessage]] = {}
+def _by_conversation(batch: Batch) -> list[Batch]:
+    groups: dict[uuid.UUID, Batch] = {}
     for message in batch:
         groups.setdefault(message.conversation_id, []).append(message)
     return list(groups.values())
 
 
-def _message_row(message: PendingMessage, now: datetime) -> dict[str, Any]:
-    return {
-        "id": message.stored.message_id,
-        "tenant_id": message.tenant_id,
-        "conversation_id": message.conversation_id,
-        "seq": message.stored.seq,
-        "sender_id": message.stored.sender_id,
-        "client_msg_id": message.stored.client_msg_id,
-        "body": message.stored.body,
-        "channel": message.stored.channel,
-        "sent_at": message.stored.sent_at,
-        "created_at": now,
-        "updated_at": now,
-    }
+def _message_row(message: PendingMessage, now: datetime) -> tuple[Any, ...]:
+    item = message.stored
+    return (
+        item.message_id,
+        message.tenant_id,
+        item.conversation_id,
+        item.seq,
+        item.sender_id,
+        item.client_msg_id,
+        item.body,
+        item.channel,
+        item.sent_at,
+        now,
+        now,
+    )
 
 
-def _outbox_rows(batch: list[PendingMessage], now: datetime) -> list[dict[str, Any]]:
+def _outbox_rows(batch: Batch, now: datetime) -> list[tuple[Any, ...]]:
     rows = []
+    event_ids = iter(new_ids(2 * len(batch)))
     for message in batch:
-        common = {"tenant_id": message.tenant_id, "occurred_at": message.stored.sent_at}
-        common |= {"created_at": now, "updated_at": now, "published_at": None}
+        item = message.stored
+        tenant_id = message.tenant_id
+        conversation = str(item.conversation_id)
+        agent = item.sender_id if message.direction == "outbound" else None
+        fact = {
+            "conversation_id": conversation,
+            "agent_id": str(agent) if agent else None,
+            "channel": item.channel,
+            "direction": message.direction,
+        }
+        sent_at = item.sent_at
         rows.append(
-            {
-                **common,
-                "event_id": uuid.uuid4(),
-                "topic": CHAT_EVENTS_TOPIC,
-                "key": str(message.conversation_id),
-                "event_type": "message.accepted",
-                "payload": message.stored.as_payload(),
-            }
-        )
+            (next(event_ids), tenant_id, CHAT_EVENTS_TOPIC, conversation, "message.accepted",
+             item.as_payload(), sent_at, None, now, now)
+        )  # fmt: skip
         rows.append(
-            {
-                **common,
-                "event_id": uuid.uuid4(),
-                "topic": ANALYTICS_TOPIC,
-                "key": str(message.tenant_id),
-                "event_type": "message.sent",
-                "payload": {
-                    "conversation_id": str(message.conversation_id),
-                    "agent_id": str(message.stored.sender_id)
-                    if message.direction == "outbound" and message.stored.sender_id
-                    else None,
-                    "channel": message.stored.channel,
-                    "direction": message.direction,
-                },
-            }
-        )
+            (next(event_ids), tenant_id, ANALYTICS_TOPIC, str(tenant_id), "message.sent", fact,
+             sent_at, None, now, now)
+        )  # fmt: skip
     return rows

@@ -1,12 +1,15 @@
 """Database: declarative models, the engine, tenant scoping and the unit of work."""
 
 from mitra.db._base import Base, TenantOwned, UTCDateTime, string_enum, utcnow
-from mitra.db._database import Database, Scope
+from mitra.db._bulk import BulkInsert
+from mitra.db._database import TENANT_SCOPE, Database, Scope, tenant_scoped
 from mitra.db._metrics import DbMetrics, current_purpose, db_purpose
 from mitra.db._uow import UnitOfWork
 
 __all__ = [
+    "TENANT_SCOPE",
     "Base",
+    "BulkInsert",
     "Database",
     "DbMetrics",
     "Scope",
@@ -16,5 +19,6 @@ __all__ = [
     "current_purpose",
     "db_purpose",
     "string_enum",
+    "tenant_scoped",
     "utcnow",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from actors import (
     mailbox_of,
     run_on_loop,
     stop,
+    wait_concurrent,
 )
 from tests.actors.actors_for_tests import Echo, Gated, PlainSleeper, Sleeper
 from tests.actors.conftest import eventually
@@ -365,3 +367,45 @@ async def test_an_actor_whose_thread_cannot_start_fails_cleanly(
     assert isinstance(mailbox_of(ref).terminated.result().cause, RuntimeError)
     assert not ref.is_alive()
     assert pykka.ActorRegistry.get_all() == []
+
+
+async def test_wait_concurrent_resolves_in_place_from_the_loop_and_across_threads() -> None:
+    loop = asyncio.get_running_loop()
+    scheduled: list[Any] = []
+    original = loop.call_soon_threadsafe
+
+    def counting(callback: Any, *args: Any, **kwargs: Any) -> Any:
+        scheduled.append(callback)
+        return original(callback, *args, **kwargs)
+
+    loop.call_soon_threadsafe = counting  # type: ignore[method-assign,assignment]
+    try:
+        on_loop: concurrent.futures.Future[str] = concurrent.futures.Future()
+        loop.call_soon(on_loop.set_result, "from the loop")
+        assert await wait_concurrent(on_loop, timeout=1) == "from the loop"
+        assert scheduled == []  # set on the loop's own thread: no cross-thread hop
+        elsewhere: concurrent.futures.Future[str] = concurrent.futures.Future()
+        threading.Timer(0.01, elsewhere.set_result, ("from a thread",)).start()
+        assert await wait_concurrent(elsewhere, timeout=1) == "from a thread"
+        assert len(scheduled) == 1
+    finally:
+        loop.call_soon_threadsafe = original  # type: ignore[method-assign]
+
+
+async def test_wait_concurrent_times_out_and_a_cancelled_waiter_leaves_the_future() -> None:
+    never: concurrent.futures.Future[int] = concurrent.futures.Future()
+    with pytest.raises(TimeoutError):
+        await wait_concurrent(never, timeout=0.05)
+    shared: concurrent.futures.Future[int] = concurrent.futures.Future()
+    first = asyncio.ensure_future(wait_concurrent(shared, timeout=5))
+    second = asyncio.ensure_future(wait_concurrent(shared, timeout=5))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    assert not shared.cancelled()
+    shared.set_result(7)
+    assert await second == 7
+    failing: concurrent.futures.Future[int] = concurrent.futures.Future()
+    failing.set_exception(ValueError("stored error"))
+    with pytest.raises(ValueError, match="stored error"):
+        await wait_concurrent(failing, timeout=1)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -41,6 +42,8 @@ def service_env(postgres_url: str, bootstrap: str) -> dict[str, str]:
         "MITRA_AUTH_ARGON2_MEMORY_KIB": "8",
         "MITRA_AUTH_ARGON2_PARALLELISM": "1",
         "MITRA_CHAT_RATE_LIMIT_MESSAGES": "1000",
+        # Long enough that only the pushed revocation can explain a prompt 401 elsewhere.
+        "MITRA_AUTH_SESSION_CACHE_SECONDS": "120",
     }
 
 
@@ -235,3 +238,33 @@ async def test_members_on_two_instances_share_one_order_and_survive_a_stop(
         alice, bob = stay, moved
         await alice.close()
         await bob.close()
+
+
+async def test_a_revocation_on_one_instance_refuses_the_session_on_the_other(
+    service: tuple[Instance, Instance, dict[str, str]],
+) -> None:
+    first, second, env = service
+    slug = f"rev-{uuid.uuid4().hex[:6]}"
+    admin_email = f"admin@{slug}.example.com"
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "handlers.cli", "tenant", "create", slug, "--name", "Rev",
+        "--admin-email", admin_email, "--admin-password", PASSWORD,
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert await cli.wait() == 0
+    async with aiohttp.ClientSession() as http:
+        login = {"identifier": admin_email, "password": PASSWORD}
+        tokens = (await call(http, "POST", f"{first.base}/api/v1/auth/login", json=login))["data"]
+        token = tokens["access_token"]
+        me = f"{second.base}/api/v1/users/me"
+        await call(http, "GET", me, token)  # now in the second instance's session cache
+        await call(http, "POST", f"{first.base}/api/v1/auth/logout", token)
+        started = time.monotonic()
+        async with asyncio.timeout(5):
+            while True:
+                async with http.get(me, headers={"Authorization": f"Bearer {token}"}) as answer:
+                    if answer.status == 401:
+                        break
+                    assert answer.status == 200
+                await asyncio.sleep(0.05)
+        assert time.monotonic() - started < 5

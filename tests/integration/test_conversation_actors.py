@@ -232,16 +232,19 @@ async def test_idle_conversations_passivate_and_threads_return_to_baseline(
     await _fill_connection_pool(api)
     baseline = threading.active_count()
     sender = room.principals[0].user_id
-    touched = peak_threads = 0
+    touched = peak_live = 0
     for start in range(0, len(ids), 100):
         answers = await asyncio.gather(
             *(app[CHAT].is_member(room.tenant_id, cid, sender) for cid in ids[start : start + 100])
         )
         touched += sum(answers)
-        peak_threads = max(peak_threads, threading.active_count())
+        # One thread per live conversation. How many are live at once depends on how fast this
+        # machine activates them against the idle timeout, so the count is read, not assumed.
+        live = len(app[CHAT].conversations)
+        assert threading.active_count() >= baseline + live
+        peak_live = max(peak_live, live)
     assert touched == 2000
-    # One thread per live conversation (activation is slow enough that early ones may idle out).
-    assert peak_threads >= baseline + 500
+    assert peak_live >= 200
     await eventually(
         lambda: not len(app[CHAT].conversations) and threading.active_count() <= baseline,
         within=30,

@@ -1,0 +1,51 @@
+"""`BulkInsert` stores exactly what Core's insert stores, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+from sqlalchemy import Table, insert, select
+
+from handlers.keys import DATABASE
+from mitra.db import BulkInsert, Scope
+from mitra.models import OutboxEvent
+from tests.support.api import Api
+
+OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+COLUMNS = ("event_id", "tenant_id", "topic", "key", "event_type", "payload", "occurred_at",
+           "published_at", "created_at", "updated_at")  # fmt: skip
+
+
+async def test_rows_read_back_the_same_as_rows_inserted_by_core(api: Api) -> None:
+    admin = await api.tenant()
+    _, me = await api.call("GET", "/api/v1/users/me", token=admin.access_token, expect=200)
+    tenant_id = uuid.UUID(me["data"]["tenant_id"])
+    ist = timezone(timedelta(hours=5, minutes=30))
+    now = datetime(2026, 3, 1, 10, 0, 0, 123456, tzinfo=UTC)
+
+    def row(topic: str, moment: datetime) -> tuple[object, ...]:
+        payload = {"text": 'नमस्ते \u2028 "quoted"', "n": 1, "nested": {"ok": True}}
+        return (uuid.uuid4(), tenant_id, topic, "k", "t", payload, moment, None, now, now)
+
+    bulk_rows = [row("bulk", now), row("bulk", now.astimezone(ist)), row("bulk", now)]
+    core_rows = [row("core", now), row("core", now.astimezone(ist)), row("core", now)]
+    database = api.app[DATABASE]
+    async with database.transaction(Scope.system()) as session:
+        await BulkInsert(OUTBOX, COLUMNS).execute(session, bulk_rows)
+        await session.execute(
+            insert(OUTBOX), [dict(zip(COLUMNS, r, strict=True)) for r in core_rows]
+        )
+    async with database.session(Scope.system()) as session:
+        stored = (await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars()
+        by_topic: dict[str, list[OutboxEvent]] = {}
+        for event in stored:
+            by_topic.setdefault(event.topic, []).append(event)
+    for bulk, core in zip(by_topic["bulk"], by_topic["core"], strict=True):
+        assert bulk.payload == core.payload
+        assert bulk.occurred_at == core.occurred_at == now
+        assert bulk.occurred_at.tzinfo is not None
+        assert bulk.tenant_id == core.tenant_id == tenant_id
+        assert bulk.published_at is None
+        assert bulk.created_at == core.created_at == now
+    assert [e.event_id for e in by_topic["bulk"]] == [r[0] for r in bulk_rows]
