@@ -1,4 +1,4 @@
-"""Prometheus metrics of the actor runtime, safe to update from any thread."""
+"""Prometheus metrics of the actor runtime."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import threading
 from typing import Any, TypeVar
 
 from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
+
+from mitra.observability.counted import CountedHistogram
 
 __all__ = ["ActorMetrics", "collector"]
 
@@ -69,6 +71,9 @@ class ActorMetrics:
         self.leaked = collector(
             r, Counter, "mitra_actors_leaked_total", "Actors found alive after shutdown (bugs)."
         )
+        # Asks are awaited on the event loop only, one per request or chat send: counted in
+        # plain lists there (no lock) and copied into `ask_latency` by `publish`.
+        self._ask_latency: dict[str, CountedHistogram] = {}
 
     def actor_started(self, kind: str) -> None:
         with self._lock:
@@ -99,8 +104,16 @@ class ActorMetrics:
             self.mailbox_depth_max.set({"kind": kind}, deepest)
 
     def ask_observed(self, kind: str, seconds: float) -> None:
-        with self._lock:
-            self.ask_latency.observe({"kind": kind}, seconds)
+        """An ask's latency; call it on the event loop's thread."""
+        latency = self._ask_latency.get(kind)
+        if latency is None:
+            latency = self._ask_latency[kind] = CountedHistogram(ASK_LATENCY_BUCKETS)
+        latency.observe(seconds)
+
+    def publish(self) -> None:
+        """Copy what is counted in plain lists into the registry (before a scrape)."""
+        for kind, latency in list(self._ask_latency.items()):
+            self.ask_latency.set_value({"kind": kind}, latency.snapshot())
 
     def leak(self, kind: str) -> None:
         with self._lock:

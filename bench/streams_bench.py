@@ -47,9 +47,10 @@ async def run_one(streams: Streams, events: int, time_limit: float) -> tuple[flo
         Event(type="bench", tenant_id="t", key=f"k{i % KEYS}", payload={"n": i})
         for i in range(events)
     ]
-    metrics = streams.metrics  # type: ignore[attr-defined]
+    metrics = streams.metrics
 
     def committed() -> bool:
+        metrics.publish()
         lags = [
             metrics.lag.values.get({"topic": topic, "group": group, "partition": str(p)})
             for p in range(PARTITIONS)

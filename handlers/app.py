@@ -168,6 +168,7 @@ async def _streams(app: web.Application) -> AsyncIterator[None]:
         # says so.
         await app[STREAMS].start()
     streams = app[STREAMS]
+    app[METRICS_COLLECTORS].append(streams.metrics.publish)
 
     async def streams_ready() -> None:
         ok, detail = await streams.health()
@@ -243,6 +244,7 @@ async def _actors(app: web.Application) -> AsyncIterator[None]:
     )
     writer.start()
     app[ACTORS] = system
+    app[METRICS_COLLECTORS].append(system.metrics.publish)
     app[MESSAGE_WRITER] = writer
     app[CHAT] = ChatActors(system, app[CONVERSATIONS], writer, settings.actors)
 

@@ -7,40 +7,11 @@ ints and a bucket list, and `publish` copies them into the registry before each 
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
-from aioprometheus import histogram
 from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 
+from mitra.observability.counted import CountedHistogram
+
 FANOUT_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]
-
-
-class CountedHistogram:
-    """Observations into `le` buckets and a sum, copied into an aioprometheus histogram."""
-
-    def __init__(self, collector: Histogram, bounds: list[float]) -> None:
-        self._collector = collector
-        self._bounds = bounds
-        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self._bounds, value)] += 1
-        self.sum += value
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def publish(self) -> None:
-        target = histogram.Histogram(*self._bounds)
-        cumulative = 0
-        for bound, count in zip(target.buckets, self.counts, strict=True):
-            cumulative += count
-            target.buckets[bound] = cumulative
-        target.observations = cumulative
-        target.sum = self.sum
-        self._collector.set_value({}, target)
 
 
 class ChatMetrics:
@@ -59,15 +30,13 @@ class ChatMetrics:
             "sockets closed because their send queue overflowed",
             registry=registry,
         )
-        self.fanout = CountedHistogram(
-            Histogram(
-                "mitra_chat_fanout_seconds",
-                "accept (numbering) to the frame written to a member's socket",
-                buckets=FANOUT_BUCKETS,
-                registry=registry,
-            ),
-            FANOUT_BUCKETS,
+        self._fanout = Histogram(
+            "mitra_chat_fanout_seconds",
+            "accept (numbering) to the frame written to a member's socket",
+            buckets=FANOUT_BUCKETS,
+            registry=registry,
         )
+        self.fanout = CountedHistogram(FANOUT_BUCKETS)
         self.open = 0
         self.messages_in = 0
         self.messages_out = 0
@@ -86,4 +55,4 @@ class ChatMetrics:
         self._messages_out.set({}, self.messages_out)
         self._overflows.set({}, self.overflows)
         if self.fanout.count:
-            self.fanout.publish()
+            self._fanout.set_value({}, self.fanout.snapshot())

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from streams.envelope import Event
+from streams.metrics import StreamsMetrics
 from streams.topics import TopicSpec
 
 Handler = Callable[[Event], Awaitable[None]]
@@ -90,6 +91,8 @@ class Streams(ABC):
     the handler returned; a handler that keeps failing is retried with exponential backoff, then
     its event is published to `dlq.<group>` with the error attached, committed, and skipped.
     """
+
+    metrics: StreamsMetrics
 
     @abstractmethod
     async def start(self) -> None:

@@ -1,4 +1,9 @@
-"""Prometheus metrics of the streams layer, all named `mitra_streams_*`."""
+"""Prometheus metrics of the streams layer, all named `mitra_streams_*`.
+
+Counted in plain dicts on the hot path and copied into the registry by `publish` before each
+scrape: an aioprometheus `inc` or `set` hashes its labels into a frozen dict each call, which at
+every publish and every delivery was ~5 % of the event loop under chat load.
+"""
 
 from __future__ import annotations
 
@@ -37,18 +42,40 @@ class StreamsMetrics:
             "Events in a partition not yet committed by the group (end offset - committed).",
             registry=self.registry,
         )
+        self._produced: dict[str, int] = {}
+        self._consumed: dict[tuple[str, str], int] = {}
+        self._retries: dict[tuple[str, str], int] = {}
+        self._dead_letters: dict[tuple[str, str], int] = {}
+        self._lag: dict[tuple[str, str, int], int] = {}
 
-    def record_produced(self, topic: str) -> None:
-        self.produced.inc({"topic": topic})
+    def record_produced(self, topic: str, count: int = 1) -> None:
+        self._produced[topic] = self._produced.get(topic, 0) + count
 
     def record_consumed(self, topic: str, group: str) -> None:
-        self.consumed.inc({"topic": topic, "group": group})
+        key = (topic, group)
+        self._consumed[key] = self._consumed.get(key, 0) + 1
 
     def record_retry(self, topic: str, group: str) -> None:
-        self.retries.inc({"topic": topic, "group": group})
+        key = (topic, group)
+        self._retries[key] = self._retries.get(key, 0) + 1
 
     def record_dead_letter(self, topic: str, group: str) -> None:
-        self.dead_letters.inc({"topic": topic, "group": group})
+        key = (topic, group)
+        self._dead_letters[key] = self._dead_letters.get(key, 0) + 1
 
     def set_lag(self, topic: str, group: str, partition: int, lag: int) -> None:
-        self.lag.set({"topic": topic, "group": group, "partition": str(partition)}, max(lag, 0))
+        self._lag[(topic, group, partition)] = max(lag, 0)
+
+    def publish(self) -> None:
+        """Copy the counts into the registry's collectors (before a scrape, or a test's read)."""
+        for topic, count in list(self._produced.items()):
+            self.produced.set({"topic": topic}, count)
+        for collector, counts in (
+            (self.consumed, self._consumed),
+            (self.retries, self._retries),
+            (self.dead_letters, self._dead_letters),
+        ):
+            for (topic, group), count in list(counts.items()):
+                collector.set({"topic": topic, "group": group}, count)
+        for (topic, group, partition), lag in list(self._lag.items()):
+            self.lag.set({"topic": topic, "group": group, "partition": str(partition)}, lag)

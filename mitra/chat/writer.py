@@ -320,9 +320,12 @@ class MessageWriter:
     async def _insert(self, batch: Batch) -> None:
         now = utcnow()
         # One executemany per table: the ORM's bulk insert costs more than the database.
-        async with self._db.transaction(Scope.system()) as session:
-            await INSERT_MESSAGES.execute(session, [_message_row(m, now) for m in batch])
-            await INSERT_OUTBOX.execute(session, _outbox_rows(batch, now))
+        await self._db.batch_committer.commit(
+            [
+                (INSERT_MESSAGES, [_message_row(m, now) for m in batch]),
+                (INSERT_OUTBOX, _outbox_rows(batch, now)),
+            ]
+        )
 
     def _committed(self, batch: Batch) -> None:
         self.batches += 1

@@ -14,9 +14,11 @@ from typing import Any
 
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import StatementError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 Processor = Callable[[Any], Any] | None
+PreparedInsert = tuple[str, list[tuple[Any, ...]]]
 
 
 class BulkInsert:
@@ -26,6 +28,15 @@ class BulkInsert:
         self.table = table
         self.columns = tuple(columns)
         self._compiled: dict[str, tuple[str, list[int], list[Processor]]] = {}
+
+    def prepare(self, dialect: Dialect, rows: Sequence[Sequence[Any]]) -> PreparedInsert:
+        """The SQL for `dialect` and `rows` converted for its driver."""
+        sql, order, processors = self._for(dialect)
+        try:
+            return sql, _convert(rows, order, processors)
+        except Exception as exc:
+            # A value no bind processor takes is the caller's data, as Core would report it.
+            raise StatementError(str(exc), sql, None, exc) from exc
 
     def _for(self, dialect: Dialect) -> tuple[str, list[int], list[Processor]]:
         cached = self._compiled.get(dialect.name)
@@ -49,8 +60,7 @@ class BulkInsert:
         if not rows:
             return
         connection = await session.connection()
-        sql, order, processors = self._for(connection.dialect)
-        converted = _convert(rows, order, processors)
+        sql, converted = self.prepare(connection.dialect, rows)
         await connection.exec_driver_sql(sql, converted)
 
 

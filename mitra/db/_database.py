@@ -26,6 +26,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
 from mitra.db._base import TenantOwned
+from mitra.db._batch_commit import BatchCommitter, SessionCommitter, SqliteThreadCommitter
 from mitra.db._metrics import DbMetrics
 from mitra.db._uow import UnitOfWork
 from mitra.settings import DatabaseSettings
@@ -78,6 +79,18 @@ class Database:
                 expire_on_commit=False,
             )
         self._events_committed: list[Callable[[], None]] = []
+        self.batch_committer: BatchCommitter = self._batch_committer()
+
+    def _batch_committer(self) -> BatchCommitter:
+        path = self.url.database
+        if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
+            return SqliteThreadCommitter(
+                path,
+                self.engine.dialect,
+                self.metrics,
+                configure=lambda connection: _sqlite_pragmas(connection, None),
+            )
+        return SessionCommitter(lambda: self.transaction(Scope.system()))
 
     @property
     def is_sqlite(self) -> bool:
@@ -152,6 +165,7 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        await self.batch_committer.close()
         await self.engine.dispose()
 
 

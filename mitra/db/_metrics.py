@@ -68,6 +68,12 @@ class DbMetrics:
         for purpose, count in list(self.commits.items()):
             commits.set({"purpose": purpose}, count)
 
+    def count(self, *, statements: int, commits: int) -> None:
+        """Count work done outside the engine (the SQLite batch committer's own connection)."""
+        purpose = _purpose.get()
+        self.statements[purpose] = self.statements.get(purpose, 0) + statements
+        self.commits[purpose] = self.commits.get(purpose, 0) + commits
+
     def _on_statement(self, *_: Any) -> None:
         purpose = _purpose.get()
         self.statements[purpose] = self.statements.get(purpose, 0) + 1

@@ -8,21 +8,11 @@ registry's counter and histogram just before a scrape.
 
 from __future__ import annotations
 
-from bisect import bisect_left
-
-from aioprometheus import histogram
 from aioprometheus.collectors import Counter, Histogram, Registry
 
+from mitra.observability.counted import CountedHistogram
+
 LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
-
-
-class _Latency:
-    __slots__ = ("counts", "sum")
-
-    def __init__(self) -> None:
-        # One slot per bucket and one for the observations above the last bound (+Inf).
-        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.sum = 0.0
 
 
 class HttpMetrics:
@@ -43,28 +33,19 @@ class HttpMetrics:
             registry=registry,
         )
         self._requests: dict[tuple[str, str, int], int] = {}
-        self._latency: dict[tuple[str, str], _Latency] = {}
+        self._latency: dict[tuple[str, str], CountedHistogram] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)
         self._requests[key] = self._requests.get(key, 0) + 1
         latency = self._latency.get((route, method))
         if latency is None:
-            latency = self._latency[(route, method)] = _Latency()
-        # bisect_left: a value equal to a bound belongs to that bound's bucket (le="bound").
-        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
-        latency.sum += seconds
+            latency = self._latency[(route, method)] = CountedHistogram(LATENCY_BUCKETS)
+        latency.observe(seconds)
 
     def publish(self) -> None:
         """Copy the counts into the registry's counter and histogram (before a scrape)."""
         for (route, method, status), count in list(self._requests.items()):
             self.requests.set({"route": route, "method": method, "status": str(status)}, count)
         for (route, method), latency in list(self._latency.items()):
-            snapshot = histogram.Histogram(*LATENCY_BUCKETS)
-            cumulative = 0
-            for bound, count in zip(snapshot.buckets, latency.counts, strict=True):
-                cumulative += count
-                snapshot.buckets[bound] = cumulative
-            snapshot.observations = cumulative
-            snapshot.sum = latency.sum
-            self.latency.set_value({"route": route, "method": method}, snapshot)
+            self.latency.set_value({"route": route, "method": method}, latency.snapshot())

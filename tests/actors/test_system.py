@@ -50,6 +50,7 @@ async def test_shutdown_leaves_no_threads_and_no_actors() -> None:
     alive = system.metrics.alive
     assert isinstance(alive, Gauge)
     assert all(value == 0 for _, value in alive.get_all())
+    system.metrics.publish()  # as /metrics does before it renders
     latency = system.metrics.ask_latency
     assert isinstance(latency, Histogram)
     assert latency.get({"kind": "Echo"})["count"] == 51

@@ -5,7 +5,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import IntegrityError, StatementError
 
 from handlers.keys import DATABASE
 from mitra.db import BulkInsert, Scope
@@ -49,3 +51,39 @@ async def test_rows_read_back_the_same_as_rows_inserted_by_core(api: Api) -> Non
         assert bulk.published_at is None
         assert bulk.created_at == core.created_at == now
     assert [e.event_id for e in by_topic["bulk"]] == [r[0] for r in bulk_rows]
+
+
+async def test_the_batch_committer_stores_all_or_nothing_and_names_the_refusal(api: Api) -> None:
+    """On SQLite the committer runs on its own thread and connection; its errors are still
+    SQLAlchemy's, and a refused batch leaves no row of itself behind."""
+    admin = await api.tenant()
+    _, me = await api.call("GET", "/api/v1/users/me", token=admin.access_token, expect=200)
+    tenant_id = uuid.UUID(me["data"]["tenant_id"])
+    now = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    database = api.app[DATABASE]
+    outbox = BulkInsert(OUTBOX, COLUMNS)
+
+    def row(event_id: uuid.UUID) -> tuple[object, ...]:
+        return (event_id, tenant_id, "batch", "k", "t", {"n": 1}, now, None, now, now)
+
+    taken = uuid.uuid4()
+    await database.batch_committer.commit([(outbox, [row(taken), row(uuid.uuid4())])])
+    fresh = uuid.uuid4()
+    with pytest.raises(IntegrityError):
+        # The first row is new, the second's event id is taken: neither may be stored.
+        await database.batch_committer.commit([(outbox, [row(fresh), row(taken)])])
+    with pytest.raises(StatementError):
+        await database.batch_committer.commit([(outbox, [row("not-a-uuid")])])  # type: ignore[arg-type]
+    async with database.session(Scope.system()) as session:
+        stored = set(
+            (
+                await session.execute(
+                    select(OutboxEvent.event_id).where(OutboxEvent.topic == "batch")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert taken in stored
+    assert fresh not in stored
+    assert len(stored) == 2

@@ -335,6 +335,8 @@ async def test_metrics_count_sockets_and_messages(api: Api) -> None:
     assert "mitra_chat_messages_in_total 1" in text
     assert "mitra_chat_messages_out_total 2" in text
     assert "mitra_chat_fanout_seconds_count 2" in text
+    # Counted in plain lists on the hot path, still on the page: the send's actor ask.
+    assert 'mitra_actors_ask_latency_seconds_count{kind="conversation"} 1' in text
 
 
 def _sample(text: str, name: str, purpose: str) -> float:
