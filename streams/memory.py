@@ -17,8 +17,17 @@ from dataclasses import dataclass, field
 
 from aioprometheus.collectors import Registry
 
-from streams._delivery import Deliverer, Record
-from streams.base import DEFAULT_RETRY, Handler, RetryPolicy, Streams, Subscription
+from streams._delivery import BatchDeliverer, Deliverer, Record
+from streams.base import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_RETRY,
+    BatchHandler,
+    Handler,
+    PublishItem,
+    RetryPolicy,
+    Streams,
+    Subscription,
+)
 from streams.envelope import Event
 from streams.errors import StreamsUnavailable
 from streams.metrics import StreamsMetrics
@@ -45,12 +54,22 @@ class _Partition:
         self.records: list[_Stored] = []
         self._appended = asyncio.Event()
 
-    def append(self, record: _Stored) -> int:
-        self.records.append(record)
+    @property
+    def end(self) -> int:
+        """The offset the next record will get."""
+        return len(self.records)
+
+    def append(self, records: Sequence[_Stored]) -> int:
+        """Append `records` in order; returns the new end offset."""
+        self.records.extend(records)
         # Wake every waiter, then arm a fresh event for the next append.
         appended, self._appended = self._appended, asyncio.Event()
         appended.set()
-        return len(self.records) - 1
+        return len(self.records)
+
+    def read(self, offset: int, limit: int) -> list[tuple[int, _Stored]]:
+        """Up to `limit` records from `offset` on, with their offsets."""
+        return list(enumerate(self.records[offset : offset + limit], offset))
 
     async def wait_beyond(self, offset: int) -> None:
         while len(self.records) <= offset:
@@ -127,8 +146,10 @@ class MemorySubscription(Subscription):
         streams: MemoryStreams,
         group: _Group,
         topics: tuple[str, ...],
-        deliverer: Deliverer,
+        deliverer: Deliverer | BatchDeliverer,
         offset_reset: str,
+        *,
+        batch: int = 1,
     ) -> None:
         self.streams = streams
         self.group = group.name
@@ -137,6 +158,9 @@ class MemorySubscription(Subscription):
         self._group = group
         self._deliverer = deliverer
         self._offset_reset = offset_reset
+        # Records handed over per delivery: 1 for a per-event handler, so that a revocation
+        # waits for one event at most; up to `max_batch` for a batch handler.
+        self._batch = batch
         self._workers: dict[TP, _Worker] = {}
         self._assigned = asyncio.Event()
         self._running = True
@@ -204,17 +228,23 @@ class MemorySubscription(Subscription):
         committed = self._group.committed
         offset = committed.get(tp)
         if offset is None:
-            offset = 0 if self._offset_reset == "earliest" else len(log_.records)
+            offset = 0 if self._offset_reset == "earliest" else log_.end
+
+        def done(record: Record) -> None:
+            committed[tp] = record.offset + 1
+
         handled = 0
         while not worker.revoking:
-            if offset >= len(log_.records):
+            if offset >= log_.end:
                 await log_.wait_beyond(offset)
                 continue
-            stored = log_.records[offset]
-            record = Record(topic, partition, offset, stored.key.decode(), stored.value)
+            records = [
+                Record(topic, partition, at, stored.key.decode(), stored.value)
+                for at, stored in log_.read(offset, self._batch)
+            ]
             worker.busy = True
             try:
-                await self._deliverer.deliver(record)
+                await self._deliverer.deliver_all(records, done)
             except Exception:
                 # Dead-lettering failed: do not commit; read the record again after a pause.
                 log.exception("delivery failed; the record will be redelivered")
@@ -223,11 +253,11 @@ class MemorySubscription(Subscription):
                 offset = committed.get(tp, offset)
                 continue
             worker.busy = False
-            offset += 1
-            committed[tp] = offset
-            self.streams.metrics.set_lag(topic, self.group, partition, len(log_.records) - offset)
-            handled += 1
-            if handled % _YIELD_EVERY == 0:
+            offset = records[-1].offset + 1
+            self.streams.metrics.set_lag(topic, self.group, partition, log_.end - offset)
+            handled += len(records)
+            if handled >= _YIELD_EVERY:
+                handled = 0
                 await asyncio.sleep(0)
 
 
@@ -278,17 +308,28 @@ class MemoryStreams(Streams):
             self._topic(spec.name, spec.partitions)
 
     async def publish(self, topic: str, key: str, event: Event) -> None:
+        await self.publish_batch([(topic, key, event.encode())])
+
+    async def publish_batch(self, items: Sequence[PublishItem]) -> None:
         if not self._started:
             raise StreamsUnavailable("memory streams are not started")
-        parts = self._topic(topic)
-        raw_key = key.encode()
-        partition = partition_for(raw_key, len(parts))
-        end = parts[partition].append(_Stored(raw_key, event.encode())) + 1
-        self.metrics.record_produced(topic)
-        for group in self._groups.values():
-            if topic in group.topics():
-                lag = end - group.committed.get((topic, partition), 0)
-                self.metrics.set_lag(topic, group.name, partition, lag)
+        # Grouped by partition, in order, so each partition is appended to (and its consumers
+        # woken) once per batch rather than once per record.
+        appends: dict[TP, list[_Stored]] = {}
+        for topic, key, value in items:
+            raw_key = key.encode()
+            tp = (topic, partition_for(raw_key, len(self._topic(topic))))
+            appends.setdefault(tp, []).append(_Stored(raw_key, value))
+        produced: dict[str, int] = {}
+        for (topic, partition), stored in appends.items():
+            end = self.partition(topic, partition).append(stored)
+            produced[topic] = produced.get(topic, 0) + len(stored)
+            for group in self._groups.values():
+                if topic in group.topics():
+                    lag = end - group.committed.get((topic, partition), 0)
+                    self.metrics.set_lag(topic, group.name, partition, lag)
+        for topic, count in produced.items():
+            self.metrics.record_produced(topic, count)
 
     async def subscribe(
         self,
@@ -299,6 +340,32 @@ class MemoryStreams(Streams):
         retry: RetryPolicy = DEFAULT_RETRY,
         offset_reset: str = "earliest",
     ) -> MemorySubscription:
+        deliverer = Deliverer(group, handler, retry, self.publish, self.metrics)
+        return await self._join(topics, group, deliverer, offset_reset, 1)
+
+    async def subscribe_batch(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: BatchHandler,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        offset_reset: str = "earliest",
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> MemorySubscription:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        deliverer = BatchDeliverer(group, handler, retry, self.publish, self.metrics)
+        return await self._join(topics, group, deliverer, offset_reset, max_batch)
+
+    async def _join(
+        self,
+        topics: Sequence[str],
+        group: str,
+        deliverer: Deliverer | BatchDeliverer,
+        offset_reset: str,
+        batch: int,
+    ) -> MemorySubscription:
         if not self._started:
             raise StreamsUnavailable("memory streams are not started")
         if offset_reset not in ("earliest", "latest"):
@@ -306,8 +373,7 @@ class MemoryStreams(Streams):
         for t in topics:
             self._topic(t)
         grp = self._groups.setdefault(group, _Group(group))
-        deliverer = Deliverer(group, handler, retry, self.publish, self.metrics)
-        sub = MemorySubscription(self, grp, tuple(topics), deliverer, offset_reset)
+        sub = MemorySubscription(self, grp, tuple(topics), deliverer, offset_reset, batch=batch)
         self._subscriptions.add(sub)
         await grp.join(sub)
         return sub

@@ -38,11 +38,11 @@ class StreamsMetrics:
             registry=self.registry,
         )
 
-    def record_produced(self, topic: str) -> None:
-        self.produced.inc({"topic": topic})
+    def record_produced(self, topic: str, count: int = 1) -> None:
+        self.produced.add({"topic": topic}, count)
 
-    def record_consumed(self, topic: str, group: str) -> None:
-        self.consumed.inc({"topic": topic, "group": group})
+    def record_consumed(self, topic: str, group: str, count: int = 1) -> None:
+        self.consumed.add({"topic": topic, "group": group}, count)
 
     def record_retry(self, topic: str, group: str) -> None:
         self.retries.inc({"topic": topic, "group": group})
