@@ -32,6 +32,17 @@ class StreamsMetrics:
             "Events sent to a group's dead-letter topic, by topic and group.",
             registry=self.registry,
         )
+        self.retention_skipped = Counter(
+            "mitra_streams_retention_skipped_total",
+            "Records a group never handled because retention dropped them first, by topic and"
+            " group (memory:// only; a Kafka consumer resets by auto_offset_reset).",
+            registry=self.registry,
+        )
+        self.retention_dropped = Counter(
+            "mitra_streams_retention_dropped_total",
+            "Records dropped by retention, by topic (memory:// only; Kafka's broker does this).",
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "mitra_streams_consumer_lag",
             "Events in a partition not yet committed by the group (end offset - committed).",
@@ -49,6 +60,12 @@ class StreamsMetrics:
 
     def record_dead_letter(self, topic: str, group: str) -> None:
         self.dead_letters.inc({"topic": topic, "group": group})
+
+    def record_retention_skip(self, topic: str, group: str, count: int) -> None:
+        self.retention_skipped.add({"topic": topic, "group": group}, count)
+
+    def record_retention_drop(self, topic: str, count: int) -> None:
+        self.retention_dropped.add({"topic": topic}, count)
 
     def set_lag(self, topic: str, group: str, partition: int, lag: int) -> None:
         self.lag.set({"topic": topic, "group": group, "partition": str(partition)}, max(lag, 0))
