@@ -192,12 +192,16 @@ class PartitionLog:
         return len(segment)
 
     def read(self, offset: int, limit: int) -> list[tuple[int, bytes, bytes]]:
-        """Up to `limit` records from `offset` (at least `start`, below `end`) on, as (offset,
-        key, value); fewer when the next segment begins sooner."""
+        """Up to `limit` records from `offset` (at least `start`) on, as (offset, key, value),
+        across segment boundaries, so a batch consumer's batches are not cut by them."""
+        records: list[tuple[int, bytes, bytes]] = []
         for segment in self._segments:
+            if len(records) >= limit:
+                break
             if offset < segment.base + len(segment):
-                return segment.read(offset, limit)
-        return []
+                records += segment.read(offset, limit - len(records))
+                offset = records[-1][0] + 1
+        return records
 
     async def wait_beyond(self, offset: int) -> None:
         while self.end <= offset:

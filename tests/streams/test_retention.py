@@ -166,3 +166,15 @@ def test_the_default_retention_is_the_settings_default() -> None:
     settings = StreamsSettings(memory_retention_records=64, memory_retention_bytes=32_768)
     retention = Retention.from_settings(settings)
     assert (retention.segment_records, retention.segment_bytes) == (4, 2048)
+
+
+async def test_a_batch_is_not_cut_at_segment_boundaries(small: MemoryStreams) -> None:
+    await publish(small, "typing", [typing_frame(n) for n in range(100)])  # ten segments
+    batches: list[int] = []
+
+    async def handler(events: Sequence[Event]) -> None:
+        batches.append(len(events))
+
+    await small.subscribe_batch(["typing"], "g", handler, max_batch=64)
+    await eventually(lambda: sum(batches) == 100)
+    assert batches == [64, 36]
