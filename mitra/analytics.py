@@ -1,9 +1,10 @@
 """Analytics: the facts domain services emit, how they fold into daily figures, and the dashboard.
 
 Facts travel as outbox events on the `analytics.events` topic; the `analytics` consumer group
-(`streams.analytics`) folds each one into `analytics_daily` in the same transaction that records
-its event id, so a redelivered or replayed fact never counts twice. The dashboard reads only
-those aggregates, never the domain tables, so its figures are exactly what the events said.
+(`streams.analytics`) folds each delivered batch into `analytics_daily` in one transaction that
+also records the batch's event ids, so a redelivered or replayed fact never counts twice. The
+dashboard reads only those aggregates, never the domain tables, so its figures are exactly what
+the events said.
 
 A domain service emits a fact inside its own unit of work, with the data it describes:
 
@@ -19,17 +20,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Numeric, func, select, type_coerce, update
+from sqlalchemy import Numeric, Table, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra.auth.principal import Principal
-from mitra.db import Database, Scope, UnitOfWork
+from mitra.db import Database, Scope, UnitOfWork, conflict_insert, utcnow
 from mitra.errors import Forbidden, InvalidInput
-from mitra.models import AnalyticsDaily, Role
+from mitra.models import NO_AGENT, AnalyticsDaily, Role
 from mitra.settings import AnalyticsSettings
 
 TOPIC = "analytics.events"
@@ -179,53 +180,82 @@ def increments(event_type: str, fact: AnalyticsFact) -> list[Increment]:
 EVENT_TYPES = frozenset(_RULES)
 
 
-async def fold(
-    session: AsyncSession,
-    *,
-    tenant_id: uuid.UUID,
-    day: date,
-    agent_id: uuid.UUID | None,
-    changes: list[Increment],
-) -> None:
-    """Add `changes` to the tenant's figures for `day` (and agent), inside the caller's
-    transaction: the consumer's, which also records the event id."""
-    for change in changes:
-        if change.count == 0 and not change.amount:
-            continue
-        agent_match = (
-            AnalyticsDaily.agent_id.is_(None)
-            if agent_id is None
-            else AnalyticsDaily.agent_id == agent_id
+Cell = tuple[uuid.UUID, date, uuid.UUID, str, str]
+"""(tenant, day, agent_key, metric, dimension): what one `analytics_daily` row counts."""
+
+_DAILY: Table = AnalyticsDaily.__table__  # type: ignore[assignment]
+_CELL = ("tenant_id", "day", "agent_key", "metric", "dimension")
+
+
+class Deltas:
+    """What a batch of facts adds to the figures, merged per cell in memory.
+
+    However many facts a batch holds, each cell it touches is written once (`fold`).
+    """
+
+    def __init__(self) -> None:
+        self.cells: dict[Cell, list[Any]] = {}  # cell -> [count, amount]
+
+    def add(
+        self,
+        tenant_id: uuid.UUID,
+        day: date,
+        agent_id: uuid.UUID | None,
+        changes: list[Increment],
+    ) -> None:
+        agent_key = agent_id or NO_AGENT
+        for change in changes:
+            if change.count == 0 and not change.amount:
+                continue
+            cell = (tenant_id, day, agent_key, change.metric, change.dimension)
+            tally = self.cells.get(cell)
+            if tally is None:
+                self.cells[cell] = [change.count, change.amount]
+            else:
+                tally[0] += change.count
+                tally[1] += change.amount
+
+    def __len__(self) -> int:
+        return len(self.cells)
+
+
+async def fold(session: AsyncSession, deltas: Deltas) -> None:
+    """Add `deltas` to the figures inside the caller's transaction (the consumer's, which also
+    records the event ids): one upsert per cell, sent as one executemany."""
+    if not deltas.cells:
+        return
+    now = utcnow()
+    rows = [
+        {
+            "id": uuid.uuid4(),
+            "tenant_id": tenant_id,
+            "day": day,
+            # The nil key stands for no agent; agent_id itself stays NULL for readers.
+            "agent_id": None if agent_key == NO_AGENT else agent_key,
+            "agent_key": agent_key,
+            "metric": metric,
+            "dimension": dimension,
+            "count": count,
+            "amount": amount,
+            "created_at": now,
+            "updated_at": now,
+        }
+        # Sorted, so that two consumers folding overlapping cells (a rebalance) lock the rows
+        # in the same order on PostgreSQL and wait for each other instead of deadlocking.
+        for (tenant_id, day, agent_key, metric, dimension), (count, amount) in sorted(
+            deltas.cells.items()
         )
-        result = await session.execute(
-            update(AnalyticsDaily)
-            .where(
-                AnalyticsDaily.tenant_id == tenant_id,
-                AnalyticsDaily.day == day,
-                agent_match,
-                AnalyticsDaily.metric == change.metric,
-                AnalyticsDaily.dimension == change.dimension,
-            )
-            .values(
-                count=AnalyticsDaily.count + change.count,
-                amount=AnalyticsDaily.amount + change.amount,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(result, "rowcount", 0) == 0:
-            session.add(
-                AnalyticsDaily(
-                    tenant_id=tenant_id,
-                    day=day,
-                    agent_id=agent_id,
-                    metric=change.metric,
-                    dimension=change.dimension,
-                    count=change.count,
-                    amount=change.amount,
-                )
-            )
-            # Flushed now so that the next change of this same fact finds the row.
-            await session.flush()
+    ]
+    insert = conflict_insert(session, _DAILY)
+    statement = insert.on_conflict_do_update(
+        index_elements=list(_CELL),
+        set_={
+            "count": _DAILY.c.count + insert.excluded.count,
+            "amount": _DAILY.c.amount + insert.excluded.amount,
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
+    await session.execute(statement, rows)
 
 
 @dataclass

@@ -94,6 +94,9 @@ class StreamsSettings(_Section):
     outbox_batch_size: int = Field(200, ge=1, le=10_000)
     outbox_retention_hours: float = Field(72.0, gt=0)
     outbox_max_backoff_seconds: float = Field(30.0, gt=0)
+    memory_retention_records: int = Field(10_000, ge=16)
+    memory_retention_bytes: int = Field(4_194_304, ge=16_384)
+    memory_retention_seconds: float = Field(300.0, gt=0)
 
     @field_validator("url")
     @classmethod

@@ -1,32 +1,47 @@
 """The `analytics` consumer group: folds `analytics.events` into per-tenant daily figures.
 
-Each event is applied in one transaction that also records its id for the group
-(`streams.processed.consume_once`), so a redelivery, or a replay of the topic from the start,
-leaves the figures as they were. Event types the domain does not count are ignored (and
-counted as such), never dead-lettered; a counted type with an unusable payload is a producer
-bug and goes to `dlq.analytics` at once, since retrying cannot fix it.
+Each delivered batch is applied in one transaction: the facts' increments merged per cell in
+memory, one upsert per cell, and the batch's event ids claimed for the group in one statement
+(`streams.processed.claim_many`); only the facts whose id was not claimed before are counted, so
+a redelivery, or a replay of the topic from the start, leaves the figures as they were. Event
+types the domain does not count are ignored (and counted as such), never dead-lettered; a
+counted type with an unusable payload is a producer bug: its batch fails, the streams layer
+delivers that batch one event at a time, and the bad event alone goes to `dlq.analytics`.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
+from collections import Counter as Tally
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from aioprometheus.collectors import Counter, Registry
 from pydantic import ValidationError
 
-from mitra.analytics import EVENT_TYPES, AnalyticsFact, AnalyticsService, fold, increments
-from mitra.db import Database, Scope
+from mitra.analytics import (
+    EVENT_TYPES,
+    AnalyticsFact,
+    AnalyticsService,
+    Deltas,
+    Increment,
+    fold,
+    increments,
+)
+from mitra.db import Database, Scope, db_purpose
 from mitra.errors import InvalidInput
-from streams.base import RetryPolicy, Streams, Subscription
+from streams.base import DEFAULT_MAX_BATCH, RetryPolicy, Streams, Subscription
 from streams.envelope import Event
 from streams.errors import StreamsError
-from streams.processed import consume_once
+from streams.processed import claim_many
 from streams.topics import ANALYTICS_EVENTS
 
 log = logging.getLogger(__name__)
 
 GROUP = "analytics"
+DB_PURPOSE = "analytics"
+"""What the consumer's statements and commits count as in `mitra_db_*_total`."""
 
 
 class UnusableFact(StreamsError):
@@ -37,6 +52,16 @@ class UnusableFact(StreamsError):
 
 
 RETRY = RetryPolicy(give_up_on=(UnusableFact,))
+
+
+@dataclass(frozen=True)
+class _Counted:
+    """A fact of a batch that moves figures, parsed before the transaction."""
+
+    event: Event
+    tenant_id: uuid.UUID
+    agent_id: uuid.UUID | None
+    changes: list[Increment]
 
 
 class AnalyticsConsumer:
@@ -52,6 +77,7 @@ class AnalyticsConsumer:
         group: str = GROUP,
         topic: str = ANALYTICS_EVENTS.name,
         retry: RetryPolicy = RETRY,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
         self.database = database
         self.streams = streams
@@ -59,6 +85,7 @@ class AnalyticsConsumer:
         self.group = group
         self.topic = topic
         self.retry = retry
+        self.max_batch = max_batch
         self.events = Counter(
             "mitra_analytics_events_total",
             "Analytics events by type and outcome (counted, ignored, duplicate).",
@@ -67,8 +94,13 @@ class AnalyticsConsumer:
         self.subscription: Subscription | None = None
 
     async def start(self, *, offset_reset: str = "earliest") -> Subscription:
-        self.subscription = await self.streams.subscribe(
-            [self.topic], self.group, self.handle, retry=self.retry, offset_reset=offset_reset
+        self.subscription = await self.streams.subscribe_batch(
+            [self.topic],
+            self.group,
+            self.handle_batch,
+            retry=self.retry,
+            offset_reset=offset_reset,
+            max_batch=self.max_batch,
         )
         return self.subscription
 
@@ -77,11 +109,43 @@ class AnalyticsConsumer:
             await self.subscription.stop()
             self.subscription = None
 
-    async def handle(self, event: Event) -> None:
-        """Apply one event to the figures, at most once for this group."""
+    async def handle_batch(self, events: Sequence[Event]) -> None:
+        """Apply a batch to the figures in one transaction, each event at most once per group.
+
+        Raises `UnusableFact` (before writing anything) if one event of the batch cannot be
+        counted; the outcome counters move only once the transaction has committed.
+        """
+        outcomes: Tally[tuple[str, str]] = Tally()
+        counted: dict[uuid.UUID, _Counted] = {}
+        for event in events:
+            fact = self._parse(event)
+            if fact is None:
+                outcomes[(event.type, "ignored")] += 1
+            elif event.id in counted:
+                outcomes[(event.type, "duplicate")] += 1  # twice in one batch
+            else:
+                counted[event.id] = fact
+        if counted:
+            with db_purpose(DB_PURPOSE):
+                # A system scope, because a batch holds many tenants' facts: each row is
+                # written for the tenant its event names, and nothing else is read or written.
+                async with self.database.transaction(Scope.system()) as session:
+                    fresh = await claim_many(session, self.group, counted)
+                    deltas = Deltas()
+                    for event_id in fresh:
+                        c = counted[event_id]
+                        day = self.service.day_of(c.event.occurred_at)
+                        deltas.add(c.tenant_id, day, c.agent_id, c.changes)
+                    await fold(session, deltas)
+            for event_id, c in counted.items():
+                outcomes[(c.event.type, "counted" if event_id in fresh else "duplicate")] += 1
+        for (event_type, outcome), count in outcomes.items():
+            self.events.add({"type": event_type, "outcome": outcome}, count)
+
+    def _parse(self, event: Event) -> _Counted | None:
+        """The fact's increments, or None if the event moves no figure."""
         if event.type not in EVENT_TYPES:
-            self._count(event, "ignored")
-            return
+            return None
         try:
             fact = AnalyticsFact.model_validate(event.payload)
             changes = increments(event.type, fact)
@@ -89,22 +153,5 @@ class AnalyticsConsumer:
         except (ValidationError, InvalidInput, ValueError) as exc:
             raise UnusableFact(f"{event.type} {event.id}: {exc}") from exc
         if not changes:
-            self._count(event, "ignored")
-            return
-        async with consume_once(
-            self.database, self.group, event, scope=Scope.tenant(tenant_id)
-        ) as session:
-            if session is None:
-                self._count(event, "duplicate")
-                return
-            await fold(
-                session,
-                tenant_id=tenant_id,
-                day=self.service.day_of(event.occurred_at),
-                agent_id=fact.agent_id,
-                changes=changes,
-            )
-        self._count(event, "counted")
-
-    def _count(self, event: Event, outcome: str) -> None:
-        self.events.inc({"type": event.type, "outcome": outcome})
+            return None
+        return _Counted(event, tenant_id, fact.agent_id, changes)

@@ -15,6 +15,17 @@ from streams.topics import TopicSpec
 Handler = Callable[[Event], Awaitable[None]]
 """A consumer's handler: returning means done (the offset is committed); raising means retry."""
 
+BatchHandler = Callable[[Sequence[Event]], Awaitable[None]]
+"""A batch consumer's handler: it gets the events delivered together; returning means all of
+them are done (their offsets are committed), raising means the whole batch is retried. It must
+therefore apply a batch all or nothing (one transaction)."""
+
+PublishItem = tuple[str, str, bytes]
+"""One record of `Streams.publish_batch`: (topic, key, value), the value an encoded `Event`."""
+
+DEFAULT_MAX_BATCH = 500
+"""Events a batch handler gets at most in one call (Kafka's `max_poll_records` default)."""
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -110,6 +121,18 @@ class Streams(ABC):
         """
 
     @abstractmethod
+    async def publish_batch(self, items: Sequence[PublishItem]) -> None:
+        """Publish every (topic, key, value) record; return once the broker has all of them.
+
+        Records with the same topic and key are appended to their partition in the order given,
+        many to a request. Raises `BatchPublishFailed` naming the records that were not
+        acknowledged (the others were), or `StreamsUnavailable` when nothing could be sent. On
+        Kafka a partition's later records can be accepted after an earlier one failed (a batch
+        that expired, a record too large), so a caller that needs a key's order re-publishes
+        that key from its first failed record.
+        """
+
+    @abstractmethod
     async def subscribe(
         self,
         topics: Sequence[str],
@@ -121,6 +144,25 @@ class Streams(ABC):
     ) -> Subscription:
         """Join `group` for `topics`; `offset_reset` ("earliest" or "latest") applies only to
         partitions the group has never committed."""
+
+    @abstractmethod
+    async def subscribe_batch(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: BatchHandler,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        offset_reset: str = "earliest",
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> Subscription:
+        """Join `group` for `topics` with a handler that gets what was delivered together.
+
+        A batch holds up to `max_batch` events of one or more partitions, each partition's in
+        order; offsets are committed after the handler returned. A failing batch is retried as
+        a whole with `retry`; when it is given up on, its events are delivered one at a time
+        (each retried, then dead-lettered alone), so one bad event never parks the others.
+        """
 
     @abstractmethod
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:

@@ -24,3 +24,16 @@ class StreamsUnavailable(Unavailable):
 
     code = "streams_unavailable"
     default_message = "the message broker is unavailable"
+
+
+class BatchPublishFailed(StreamsUnavailable):
+    """Some records of a `publish_batch` were not acknowledged by the broker.
+
+    `failed` holds the indexes (into the batch) of those records; every other record was
+    acknowledged. A failed record may still have reached the broker (a timeout), so publishing
+    it again can duplicate it: consumers de-duplicate by event id.
+    """
+
+    def __init__(self, message: str, *, failed: frozenset[int]) -> None:
+        super().__init__(message)
+        self.failed = failed

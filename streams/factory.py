@@ -33,9 +33,14 @@ def create_streams(url: str, **options: Any) -> Streams:
 
 
 def streams_from_settings(settings: StreamsSettings, registry: Registry | None = None) -> Streams:
-    """The backend the configuration names, with its Kafka security and group timings."""
+    """The backend the configuration names, with its retention (memory://) or its Kafka
+    security and group timings."""
     if not settings.url.startswith("kafka://"):
-        return create_streams(settings.url, registry=registry)
+        from streams._memlog import Retention
+
+        return create_streams(
+            settings.url, registry=registry, retention=Retention.from_settings(settings)
+        )
     from streams.kafka import KafkaSecurity, KafkaTuning
 
     security = KafkaSecurity(

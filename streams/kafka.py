@@ -20,10 +20,20 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from aioprometheus.collectors import Registry
 
-from streams._delivery import Deliverer, Record
-from streams.base import DEFAULT_RETRY, Handler, RetryPolicy, Streams, Subscription, sleep_or_stop
+from streams._delivery import BatchDeliverer, Deliverer, Record
+from streams.base import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_RETRY,
+    BatchHandler,
+    Handler,
+    PublishItem,
+    RetryPolicy,
+    Streams,
+    Subscription,
+    sleep_or_stop,
+)
 from streams.envelope import Event
-from streams.errors import StreamsError, StreamsUnavailable
+from streams.errors import BatchPublishFailed, StreamsError, StreamsUnavailable
 from streams.metrics import StreamsMetrics
 from streams.topics import TopicSpec, dead_letter_topic
 
@@ -240,6 +250,51 @@ class KafkaStreams(Streams):
             raise StreamsUnavailable(f"publish to {topic} failed: {exc}") from exc
         self.metrics.record_produced(topic)
 
+    async def publish_batch(self, items: Sequence[PublishItem]) -> None:
+        if not items:
+            return
+        if self._task is None:
+            raise StreamsUnavailable("kafka streams are not started")
+        # `send` only appends to the producer's per-partition buffers (it waits only for a new
+        # topic's metadata or a full buffer), so the whole batch goes out in a few requests and
+        # a partition's records keep the order given; the futures resolve as the broker
+        # acknowledges them, and are awaited together.
+        sent: list[asyncio.Future[Any]] = []
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(self.tuning.publish_timeout):
+                await self._connected.wait()
+                producer = self._producer
+                assert producer is not None  # set before _connected
+                for topic, key, value in items:
+                    sent.append(await producer.send(topic, value, key=key.encode()))
+                await asyncio.wait(sent)
+        except TimeoutError as exc:
+            error = StreamsUnavailable(f"publish timed out; {self._state[1]}")
+            error.__cause__ = exc
+        except KafkaError as exc:
+            error = exc
+        failed = set(range(len(sent), len(items)))
+        produced: dict[str, int] = {}
+        for index, future in enumerate(sent):
+            if not future.done():
+                # Still in the producer: it may yet arrive (a duplicate the consumers drop).
+                future.add_done_callback(_retrieve)
+                failed.add(index)
+            elif future.cancelled() or future.exception() is not None:
+                error = error or future.exception()
+                failed.add(index)
+            else:
+                topic = items[index][0]
+                produced[topic] = produced.get(topic, 0) + 1
+        for topic, count in produced.items():
+            self.metrics.record_produced(topic, count)
+        if failed:
+            raise BatchPublishFailed(
+                f"{len(failed)} of {len(items)} records not acknowledged: {error!r}",
+                failed=frozenset(failed),
+            ) from error
+
     async def subscribe(
         self,
         topics: Sequence[str],
@@ -259,6 +314,30 @@ class KafkaStreams(Streams):
         sub.start()
         return sub
 
+    async def subscribe_batch(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: BatchHandler,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        offset_reset: str = "earliest",
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> KafkaSubscription:
+        if self._task is None:
+            raise StreamsUnavailable("kafka streams are not started")
+        if offset_reset not in ("earliest", "latest"):
+            raise ValueError("offset_reset is 'earliest' or 'latest'")
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        deliverer = BatchDeliverer(group, handler, retry, self.publish, self.metrics)
+        sub = KafkaSubscription(
+            self, tuple(topics), group, deliverer, offset_reset, max_batch=max_batch
+        )
+        self._subscriptions.add(sub)
+        sub.start()
+        return sub
+
     def _forget(self, sub: KafkaSubscription) -> None:
         self._subscriptions.discard(sub)
 
@@ -269,6 +348,13 @@ class KafkaStreams(Streams):
             if not sub_ok:
                 ok, detail = False, f"{detail}; {sub_detail}"
         return ok, detail
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # A record given up on may still fail later; reading its outcome keeps asyncio from
+    # logging "exception was never retrieved".
+    if not future.cancelled():
+        future.exception()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -290,8 +376,10 @@ class KafkaSubscription(Subscription):
         streams: KafkaStreams,
         topics: tuple[str, ...],
         group: str,
-        deliverer: Deliverer,
+        deliverer: Deliverer | BatchDeliverer,
         offset_reset: str,
+        *,
+        max_batch: int | None = None,
     ) -> None:
         self.streams = streams
         self.topics = topics
@@ -299,6 +387,9 @@ class KafkaSubscription(Subscription):
         self.state: tuple[bool, str] = (False, f"group {group}: joining")
         self._deliverer = deliverer
         self._offset_reset = offset_reset
+        # A batch subscription gets what one poll returned, across partitions, in one call.
+        self._batched = isinstance(deliverer, BatchDeliverer)
+        self._max_poll_records = max_batch or streams.tuning.max_poll_records
         self._consumer: AIOKafkaConsumer | None = None
         self._processed: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         # Held while a batch is handled, so a revocation waits for it and commits its offsets.
@@ -346,7 +437,7 @@ class KafkaSubscription(Subscription):
                 session_timeout_ms=streams.tuning.session_timeout_ms,
                 heartbeat_interval_ms=streams.tuning.heartbeat_interval_ms,
                 rebalance_timeout_ms=streams.tuning.rebalance_timeout_ms,
-                max_poll_records=streams.tuning.max_poll_records,
+                max_poll_records=self._max_poll_records,
                 **streams.client_options(),
             )
             consumer.subscribe(list(self.topics), listener=_Listener(self))
@@ -392,17 +483,23 @@ class KafkaSubscription(Subscription):
             if not batches:
                 continue
             async with self._batch_lock:
-                # Partitions are independent: handle them side by side, each one in order.
-                async with asyncio.TaskGroup() as tg:
-                    for tp, records in batches.items():
-                        tg.create_task(self._handle(tp, records))
+                if self._batched:
+                    await self._deliverer.deliver_all(
+                        [_record(tp, r) for tp, records in batches.items() for r in records],
+                        self._done,
+                    )
+                else:
+                    # Partitions are independent: handle them side by side, each one in order.
+                    async with asyncio.TaskGroup() as tg:
+                        for tp, records in batches.items():
+                            tg.create_task(self._handle(tp, records))
                 await self._commit(consumer)
 
     async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord[Any, Any]]) -> None:
-        for r in records:
-            key = r.key.decode("utf-8", "replace") if r.key is not None else None
-            await self._deliverer.deliver(Record(tp.topic, tp.partition, r.offset, key, r.value))
-            self._processed[tp] = r.offset + 1
+        await self._deliverer.deliver_all([_record(tp, r) for r in records], self._done)
+
+    def _done(self, record: Record) -> None:
+        self._processed[TopicPartition(record.topic, record.partition)] = record.offset + 1
 
     async def _commit(
         self, consumer: AIOKafkaConsumer, only: Iterable[TopicPartition] = ()
@@ -437,3 +534,8 @@ class KafkaSubscription(Subscription):
         self._assignment = frozenset(assigned)
         if self._assignment:
             self._assigned.set()
+
+
+def _record(tp: TopicPartition, r: ConsumerRecord[Any, Any]) -> Record:
+    key = r.key.decode("utf-8", "replace") if r.key is not None else None
+    return Record(tp.topic, tp.partition, r.offset, key, r.value)

@@ -4,6 +4,12 @@ Topics have partitions chosen by the same murmur2 hash Kafka uses; consumer grou
 partitions among their members (round-robin, as aiokafka, rebalanced when a member joins or leaves);
 offsets are committed per group and partition after the handler succeeded. A record whose
 handler was cancelled (its member stopped) is not committed and goes to the next owner.
+
+Each partition keeps its records under a retention by count, size and age (`streams._memlog`,
+settings `[streams] memory_retention_*`), so a flood of events costs bounded memory. A group
+that falls behind the retained range skips ahead to the oldest retained offset, as a Kafka
+consumer does after `OffsetOutOfRange`, and the records it missed are counted in
+`mitra_streams_retention_skipped_total`.
 """
 
 from __future__ import annotations
@@ -12,13 +18,24 @@ import asyncio
 import contextlib
 import itertools
 import logging
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aioprometheus.collectors import Registry
 
-from streams._delivery import Deliverer, Record
-from streams.base import DEFAULT_RETRY, Handler, RetryPolicy, Streams, Subscription
+from streams._delivery import BatchDeliverer, Deliverer, Record
+from streams._memlog import PartitionLog, Retention
+from streams.base import (
+    DEFAULT_MAX_BATCH,
+    DEFAULT_RETRY,
+    BatchHandler,
+    Handler,
+    PublishItem,
+    RetryPolicy,
+    Streams,
+    Subscription,
+)
 from streams.envelope import Event
 from streams.errors import StreamsUnavailable
 from streams.metrics import StreamsMetrics
@@ -30,31 +47,6 @@ log = logging.getLogger(__name__)
 TP = tuple[str, int]
 # A worker yields to the loop after this many records so a backlog cannot starve other tasks.
 _YIELD_EVERY = 64
-
-
-@dataclass(frozen=True)
-class _Stored:
-    key: bytes
-    value: bytes
-
-
-class _Partition:
-    """An append-only log with a way to wait for the next append."""
-
-    def __init__(self) -> None:
-        self.records: list[_Stored] = []
-        self._appended = asyncio.Event()
-
-    def append(self, record: _Stored) -> int:
-        self.records.append(record)
-        # Wake every waiter, then arm a fresh event for the next append.
-        appended, self._appended = self._appended, asyncio.Event()
-        appended.set()
-        return len(self.records) - 1
-
-    async def wait_beyond(self, offset: int) -> None:
-        while len(self.records) <= offset:
-            await self._appended.wait()
 
 
 class _Group:
@@ -127,8 +119,10 @@ class MemorySubscription(Subscription):
         streams: MemoryStreams,
         group: _Group,
         topics: tuple[str, ...],
-        deliverer: Deliverer,
+        deliverer: Deliverer | BatchDeliverer,
         offset_reset: str,
+        *,
+        batch: int = 1,
     ) -> None:
         self.streams = streams
         self.group = group.name
@@ -137,6 +131,9 @@ class MemorySubscription(Subscription):
         self._group = group
         self._deliverer = deliverer
         self._offset_reset = offset_reset
+        # Records handed over per delivery: 1 for a per-event handler, so that a revocation
+        # waits for one event at most; up to `max_batch` for a batch handler.
+        self._batch = batch
         self._workers: dict[TP, _Worker] = {}
         self._assigned = asyncio.Event()
         self._running = True
@@ -204,17 +201,26 @@ class MemorySubscription(Subscription):
         committed = self._group.committed
         offset = committed.get(tp)
         if offset is None:
-            offset = 0 if self._offset_reset == "earliest" else len(log_.records)
+            offset = log_.start if self._offset_reset == "earliest" else log_.end
+
+        def done(record: Record) -> None:
+            committed[tp] = record.offset + 1
+
         handled = 0
         while not worker.revoking:
-            if offset >= len(log_.records):
+            if offset < log_.start:
+                self._skip(tp, offset, log_.start)
+                offset = log_.start
+            if offset >= log_.end:
                 await log_.wait_beyond(offset)
                 continue
-            stored = log_.records[offset]
-            record = Record(topic, partition, offset, stored.key.decode(), stored.value)
+            records = [
+                Record(topic, partition, at, key.decode(), value)
+                for at, key, value in log_.read(offset, self._batch)
+            ]
             worker.busy = True
             try:
-                await self._deliverer.deliver(record)
+                await self._deliverer.deliver_all(records, done)
             except Exception:
                 # Dead-lettering failed: do not commit; read the record again after a pause.
                 log.exception("delivery failed; the record will be redelivered")
@@ -223,12 +229,26 @@ class MemorySubscription(Subscription):
                 offset = committed.get(tp, offset)
                 continue
             worker.busy = False
-            offset += 1
-            committed[tp] = offset
-            self.streams.metrics.set_lag(topic, self.group, partition, len(log_.records) - offset)
-            handled += 1
-            if handled % _YIELD_EVERY == 0:
+            offset = records[-1].offset + 1
+            self.streams.metrics.set_lag(topic, self.group, partition, log_.end - offset)
+            handled += len(records)
+            if handled >= _YIELD_EVERY:
+                handled = 0
                 await asyncio.sleep(0)
+
+    def _skip(self, tp: TP, offset: int, start: int) -> None:
+        topic, partition = tp
+        log.warning(
+            "consumer fell behind the retention; skipping ahead",
+            extra={
+                "group": self.group,
+                "topic": topic,
+                "partition": partition,
+                "offset": offset,
+                "skipped": start - offset,
+            },
+        )
+        self.streams.metrics.record_retention_skip(topic, self.group, start - offset)
 
 
 class MemoryStreams(Streams):
@@ -241,36 +261,75 @@ class MemoryStreams(Streams):
         default_partitions: int = 3,
         rebalance_timeout: float = 30.0,
         redelivery_backoff: float = 0.5,
+        retention: Retention | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.metrics = StreamsMetrics(registry)
         self.default_partitions = default_partitions
         self.rebalance_timeout = rebalance_timeout
         self.redelivery_backoff = redelivery_backoff
-        self._topics: dict[str, list[_Partition]] = {}
+        self.retention = retention or Retention()
+        self.clock = clock
+        self._topics: dict[str, list[PartitionLog]] = {}
         self._groups: dict[str, _Group] = {}
         self._subscriptions: set[MemorySubscription] = set()
         self._started = False
+        self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self._started = True
+        if self._sweeper is None:
+            self._sweeper = asyncio.create_task(self._sweep(), name="streams-memory-retention")
 
     async def stop(self) -> None:
         self._started = False
         for sub in list(self._subscriptions):
             await sub.stop()
+        sweeper, self._sweeper = self._sweeper, None
+        if sweeper is not None:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def _sweep(self) -> None:
+        # Appends apply the retention as they go; this is for partitions nobody writes to any
+        # more, whose records would otherwise outlive the age bound (Kafka's periodic check).
+        interval = min(60.0, self.retention.seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            self.enforce_retention()
+
+    def enforce_retention(self) -> int:
+        """Drop what the retention no longer covers in every partition now; returns how many
+        records went (appends and a periodic sweep do this by themselves)."""
+        now = self.clock()
+        dropped = 0
+        for topic, parts in self._topics.items():
+            for log_ in parts:
+                gone = log_.enforce(now)
+                if gone:
+                    self.metrics.record_retention_drop(topic, gone)
+                    dropped += gone
+        return dropped
+
+    def retained(self) -> tuple[int, int]:
+        """(records, bytes) retained over every partition: the log's own size accounting."""
+        parts = [log_ for logs in self._topics.values() for log_ in logs]
+        return sum(p.records for p in parts), sum(p.bytes for p in parts)
 
     def partition_count(self, topic: str) -> int:
         return len(self._topic(topic))
 
-    def partition(self, topic: str, partition: int) -> _Partition:
+    def partition(self, topic: str, partition: int) -> PartitionLog:
         return self._topic(topic)[partition]
 
-    def _topic(self, name: str, partitions: int | None = None) -> list[_Partition]:
+    def _topic(self, name: str, partitions: int | None = None) -> list[PartitionLog]:
         parts = self._topics.get(name)
         if parts is None:
             # Like a broker with auto-create on: unknown topics get the catalog's count.
             count = partitions or partitions_of(name, self.default_partitions)
-            parts = self._topics[name] = [_Partition() for _ in range(count)]
+            now = self.clock()
+            parts = self._topics[name] = [PartitionLog(self.retention, now) for _ in range(count)]
         return parts
 
     async def ensure_topics(self, specs: Iterable[TopicSpec]) -> None:
@@ -278,17 +337,32 @@ class MemoryStreams(Streams):
             self._topic(spec.name, spec.partitions)
 
     async def publish(self, topic: str, key: str, event: Event) -> None:
+        await self.publish_batch([(topic, key, event.encode())])
+
+    async def publish_batch(self, items: Sequence[PublishItem]) -> None:
         if not self._started:
             raise StreamsUnavailable("memory streams are not started")
-        parts = self._topic(topic)
-        raw_key = key.encode()
-        partition = partition_for(raw_key, len(parts))
-        end = parts[partition].append(_Stored(raw_key, event.encode())) + 1
-        self.metrics.record_produced(topic)
-        for group in self._groups.values():
-            if topic in group.topics():
-                lag = end - group.committed.get((topic, partition), 0)
-                self.metrics.set_lag(topic, group.name, partition, lag)
+        # Grouped by partition, in order, so each partition is appended to (and its consumers
+        # woken) once per batch rather than once per record.
+        appends: dict[TP, list[tuple[bytes, bytes]]] = {}
+        for topic, key, value in items:
+            raw_key = key.encode()
+            tp = (topic, partition_for(raw_key, len(self._topic(topic))))
+            appends.setdefault(tp, []).append((raw_key, value))
+        now = self.clock()
+        produced: dict[str, int] = {}
+        for (topic, partition), records in appends.items():
+            log_ = self.partition(topic, partition)
+            dropped = log_.append(records, now)
+            if dropped:
+                self.metrics.record_retention_drop(topic, dropped)
+            produced[topic] = produced.get(topic, 0) + len(records)
+            for group in self._groups.values():
+                if topic in group.topics():
+                    position = max(group.committed.get((topic, partition), 0), log_.start)
+                    self.metrics.set_lag(topic, group.name, partition, log_.end - position)
+        for topic, count in produced.items():
+            self.metrics.record_produced(topic, count)
 
     async def subscribe(
         self,
@@ -299,6 +373,32 @@ class MemoryStreams(Streams):
         retry: RetryPolicy = DEFAULT_RETRY,
         offset_reset: str = "earliest",
     ) -> MemorySubscription:
+        deliverer = Deliverer(group, handler, retry, self.publish, self.metrics)
+        return await self._join(topics, group, deliverer, offset_reset, 1)
+
+    async def subscribe_batch(
+        self,
+        topics: Sequence[str],
+        group: str,
+        handler: BatchHandler,
+        *,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        offset_reset: str = "earliest",
+        max_batch: int = DEFAULT_MAX_BATCH,
+    ) -> MemorySubscription:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        deliverer = BatchDeliverer(group, handler, retry, self.publish, self.metrics)
+        return await self._join(topics, group, deliverer, offset_reset, max_batch)
+
+    async def _join(
+        self,
+        topics: Sequence[str],
+        group: str,
+        deliverer: Deliverer | BatchDeliverer,
+        offset_reset: str,
+        batch: int,
+    ) -> MemorySubscription:
         if not self._started:
             raise StreamsUnavailable("memory streams are not started")
         if offset_reset not in ("earliest", "latest"):
@@ -306,8 +406,7 @@ class MemoryStreams(Streams):
         for t in topics:
             self._topic(t)
         grp = self._groups.setdefault(group, _Group(group))
-        deliverer = Deliverer(group, handler, retry, self.publish, self.metrics)
-        sub = MemorySubscription(self, grp, tuple(topics), deliverer, offset_reset)
+        sub = MemorySubscription(self, grp, tuple(topics), deliverer, offset_reset, batch=batch)
         self._subscriptions.add(sub)
         await grp.join(sub)
         return sub
@@ -317,7 +416,8 @@ class MemoryStreams(Streams):
 
     async def health(self) -> tuple[bool, str]:
         state = "started" if self._started else "stopped"
+        records, size = self.retained()
         return self._started, (
             f"memory: {state}, {len(self._topics)} topics, {len(self._groups)} groups, "
-            f"{len(self._subscriptions)} subscriptions"
+            f"{len(self._subscriptions)} subscriptions, {records} records ({size} bytes) retained"
         )

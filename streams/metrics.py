@@ -37,6 +37,17 @@ class StreamsMetrics:
             "Events sent to a group's dead-letter topic, by topic and group.",
             registry=self.registry,
         )
+        self.retention_skipped = Counter(
+            "mitra_streams_retention_skipped_total",
+            "Records a group never handled because retention dropped them first, by topic and"
+            " group (memory:// only; a Kafka consumer resets by auto_offset_reset).",
+            registry=self.registry,
+        )
+        self.retention_dropped = Counter(
+            "mitra_streams_retention_dropped_total",
+            "Records dropped by retention, by topic (memory:// only; Kafka's broker does this).",
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "mitra_streams_consumer_lag",
             "Events in a partition not yet committed by the group (end offset - committed).",
@@ -51,9 +62,9 @@ class StreamsMetrics:
     def record_produced(self, topic: str, count: int = 1) -> None:
         self._produced[topic] = self._produced.get(topic, 0) + count
 
-    def record_consumed(self, topic: str, group: str) -> None:
+    def record_consumed(self, topic: str, group: str, count: int = 1) -> None:
         key = (topic, group)
-        self._consumed[key] = self._consumed.get(key, 0) + 1
+        self._consumed[key] = self._consumed.get(key, 0) + count
 
     def record_retry(self, topic: str, group: str) -> None:
         key = (topic, group)
@@ -62,6 +73,13 @@ class StreamsMetrics:
     def record_dead_letter(self, topic: str, group: str) -> None:
         key = (topic, group)
         self._dead_letters[key] = self._dead_letters.get(key, 0) + 1
+
+    # Retention counts change once per dropped run of records, not per event: straight in.
+    def record_retention_skip(self, topic: str, group: str, count: int) -> None:
+        self.retention_skipped.add({"topic": topic, "group": group}, count)
+
+    def record_retention_drop(self, topic: str, count: int) -> None:
+        self.retention_dropped.add({"topic": topic}, count)
 
     def set_lag(self, topic: str, group: str, partition: int, lag: int) -> None:
         self._lag[(topic, group, partition)] = max(lag, 0)

@@ -1,15 +1,22 @@
 """The transactional outbox relay: publishes committed `outbox_events` rows in order, at least once.
 
 A unit of work writes its events as rows in the same transaction as its data (`UnitOfWork.emit`).
-The relay reads unpublished rows in `id` order, publishes each as an `Event` envelope whose id is
-the row's `event_id`, and only then marks the rows published. A crash between the two publishes
-the same event ids again after the restart: nothing is lost, and consumers de-duplicate by id.
+The relay reads a batch of unpublished rows in `id` order (one SELECT of plain tuples), publishes
+each as an `Event` envelope whose id is the row's `event_id` (one `publish_batch`), and only then
+marks the batch published (one UPDATE): three steps per batch whatever its size. A crash between
+publishing and marking publishes the same event ids again after the restart: nothing is lost,
+and consumers de-duplicate by id.
 
-Order: rows of one key are published one after another in `id` order, and a failure stops that
-key's rows at the failed one, so a key's events never overtake each other. On PostgreSQL only one
-relay publishes at a time, the holder of a session-level advisory lock on its own connection;
-the others poll for the lock and take over when the leader's connection goes away. SQLite is the
-single-instance embedded default, so there every relay publishes (run one per database file).
+Order: a batch goes to the broker in `id` order, so each key's rows reach their partition in
+order. When some records fail, a key's rows are marked only up to its first failed one; the rest
+of that key is published again in the next round, after the failed row. Only if the broker
+accepted a later row of a key after refusing an earlier one (Kafka can: a batch that expired, a
+record too large) does that later row appear twice, once before the earlier one.
+
+On PostgreSQL only one relay publishes at a time, the holder of a session-level advisory lock on
+its own connection; the others poll for the lock and take over when the leader's connection goes
+away. SQLite is the single-instance embedded default, so there every relay publishes (run one
+per database file).
 
 `id` order is insertion order. Two transactions committing out of order can publish a later id
 first; that is harmless because one key's events come from one writer at a time (its actor).
@@ -24,22 +31,36 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from aioprometheus.collectors import Counter, Gauge, Registry
-from pydantic import ValidationError
-from sqlalchemy import delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import Row, Table, delete, func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mitra.db import Database, Scope, db_purpose, utcnow
 from mitra.models import OutboxEvent
 from mitra.settings import StreamsSettings
-from streams.base import Streams, sleep_or_stop
-from streams.envelope import Event
+from streams.base import PublishItem, Streams, sleep_or_stop
+from streams.envelope import encode_envelope
+from streams.errors import BatchPublishFailed, EnvelopeError
 
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x6D69_7472_6100_0001
 """The PostgreSQL advisory lock the leading relay holds ("mitra" + 1; any fixed int64 works)."""
+
+_OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+# Core, not ORM: the relay needs eight values per row, not an identity-mapped object.
+_COLUMNS = (
+    _OUTBOX.c.id,
+    _OUTBOX.c.event_id,
+    _OUTBOX.c.topic,
+    _OUTBOX.c.key,
+    _OUTBOX.c.event_type,
+    _OUTBOX.c.tenant_id,
+    _OUTBOX.c.occurred_at,
+    _OUTBOX.c.payload,
+)
 
 
 class OutboxMetrics:
@@ -102,9 +123,10 @@ class PublishFailed(Exception):
     """Some rows of a round could not be published; the published ones were marked."""
 
 
-def envelope(row: OutboxEvent) -> Event:
-    """The event a row stands for; its id is the row's `event_id`, stable across re-publishes."""
-    return Event(
+def envelope(row: Row[Any]) -> bytes:
+    """The encoded event a row stands for; its id is the row's `event_id`, stable across
+    re-publishes. Raises `EnvelopeError` for a row that can never be a valid event."""
+    return encode_envelope(
         id=row.event_id,
         type=row.event_type,
         tenant_id=str(row.tenant_id),
@@ -136,6 +158,12 @@ class OutboxRelay:
         self._unregister: Callable[[], None] | None = None
         self._last_prune = 0.0
         self._last_backlog = 0.0
+        self._fetch_query = (
+            select(*_COLUMNS)
+            .where(_OUTBOX.c.published_at.is_(None))
+            .order_by(_OUTBOX.c.id)
+            .limit(self.options.batch_size)
+        )
 
     # --- lifecycle ---
 
@@ -236,63 +264,70 @@ class OutboxRelay:
         rows = await self._fetch()
         if not rows:
             return 0
-        by_key: dict[tuple[str, str], list[OutboxEvent]] = {}
-        for row in rows:
-            by_key.setdefault((row.topic, row.key), []).append(row)
-        done: list[int] = []
+        items: list[PublishItem] = []
+        ids: list[int] = []
         skipped: list[int] = []
-        errors: list[BaseException] = []
-
-        async def publish_key(key_rows: list[OutboxEvent]) -> None:
-            for row in key_rows:
-                try:
-                    event = envelope(row)
-                except ValidationError as exc:
-                    # Such a row can never be published; leaving it would stall its key forever.
-                    log.error(
-                        "outbox row is not a valid event; skipped",
-                        extra={"event_id": str(row.event_id), "error": str(exc)},
-                    )
-                    self.metrics.unpublishable.inc({"topic": row.topic})
-                    skipped.append(row.id)
-                    continue
-                try:
-                    await self.streams.publish(row.topic, row.key, event)
-                except Exception as exc:
-                    errors.append(exc)
-                    return  # later rows of this key wait, so they cannot overtake this one
-                self.metrics.published.inc({"topic": row.topic})
-                done.append(row.id)
-
-        # Keys are independent: publish them side by side, each one's rows in order.
-        await asyncio.gather(*(publish_key(key_rows) for key_rows in by_key.values()))
+        for row in rows:
+            try:
+                value = envelope(row)
+            except EnvelopeError as exc:
+                # Such a row can never be published; leaving it would stall its key forever.
+                log.error(
+                    "outbox row is not a valid event; skipped",
+                    extra={"event_id": str(row.event_id), "error": str(exc)},
+                )
+                self.metrics.unpublishable.inc({"topic": row.topic})
+                skipped.append(row.id)
+                continue
+            items.append((row.topic, row.key, value))
+            ids.append(row.id)
+        failed: frozenset[int] = frozenset()
+        error: Exception | None = None
+        try:
+            await self.streams.publish_batch(items)
+        except BatchPublishFailed as exc:
+            failed, error = exc.failed, exc
+        except Exception as exc:
+            failed, error = frozenset(range(len(items))), exc
+        done = self._published(items, ids, failed)
         await self._mark(done + skipped)
-        if errors:
+        del items  # the encoded values are garbage from here on
+        if error is not None:
             raise PublishFailed(
                 f"{len(rows) - len(done) - len(skipped)} of {len(rows)} outbox events not"
-                f" published: {errors[0]!r}"
-            ) from errors[0]
+                f" published: {error!r}"
+            ) from error
         return len(done)
 
-    async def _fetch(self) -> list[OutboxEvent]:
-        query = (
-            select(OutboxEvent)
-            .where(OutboxEvent.published_at.is_(None))
-            .order_by(OutboxEvent.id)
-            .limit(self.options.batch_size)
-        )
-        async with self.database.session(Scope.system()) as session:
-            return list((await session.execute(query)).scalars())
+    def _published(
+        self, items: list[PublishItem], ids: list[int], failed: frozenset[int]
+    ) -> list[int]:
+        """The ids to mark: every published row except a key's rows from its first failure on,
+        so that those go out again after the failed row, never ahead of it."""
+        done: list[int] = []
+        stopped: set[tuple[str, str]] = set()
+        published: dict[str, int] = {}
+        for index, (topic, key, _) in enumerate(items):
+            if index in failed or (topic, key) in stopped:
+                stopped.add((topic, key))
+                continue
+            done.append(ids[index])
+            published[topic] = published.get(topic, 0) + 1
+        for topic, count in published.items():
+            self.metrics.published.add({"topic": topic}, count)
+        return done
+
+    async def _fetch(self) -> list[Row[Any]]:
+        # One SELECT: on PostgreSQL it runs in autocommit, with no BEGIN/ROLLBACK around it.
+        async def read(session: AsyncSession) -> list[Row[Any]]:
+            return list(await session.execute(self._fetch_query))
+
+        return await self.database.read(Scope.system(), read)
 
     async def _mark(self, ids: list[int]) -> None:
         if not ids:
             return
-        statement = (
-            update(OutboxEvent)
-            .where(OutboxEvent.id.in_(ids))
-            .values(published_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
+        statement = update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow())
         async with self.database.transaction(Scope.system()) as session:
             await session.execute(statement)
 

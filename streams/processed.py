@@ -11,43 +11,69 @@
 The id is claimed first (an INSERT that does nothing when the row exists), so two members of a
 group that briefly handle the same event (a rebalance) cannot both apply it: on PostgreSQL the
 second INSERT waits for the first transaction and then inserts nothing. A handler that raises
-rolls back its writes and the claim together, so the retry starts clean.
+rolls back its writes and the claim together, so the retry starts clean. A batch consumer claims
+all its events' ids with one statement (`claim_many`) and applies only those it got.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mitra.db import Database, Scope, utcnow
+from mitra.db import Database, Scope, conflict_insert, utcnow
 from mitra.models import ProcessedEvent
 from streams.envelope import Event
+
+_PROCESSED: Table = ProcessedEvent.__table__  # type: ignore[assignment]
+
+
+def _row(group: str, event_id: uuid.UUID) -> dict[str, object]:
+    now = utcnow()
+    return {
+        "id": uuid.uuid4(),
+        "group": group,
+        "event_id": event_id,
+        "processed_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def claim(session: AsyncSession, group: str, event_id: uuid.UUID) -> bool:
     """Record that `group` processed `event_id` in `session`'s transaction; False if it had."""
-    values = {
-        "id": uuid.uuid4(),
-        "group": group,
-        "event_id": event_id,
-        "processed_at": utcnow(),
-        "created_at": utcnow(),
-        "updated_at": utcnow(),
-    }
-    dialect = session.get_bind().dialect.name
-    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    table: Table = ProcessedEvent.__table__  # type: ignore[assignment]
     statement = (
-        insert(table).values(values).on_conflict_do_nothing(index_elements=["group", "event_id"])
+        conflict_insert(session, _PROCESSED)
+        .values(_row(group, event_id))
+        .on_conflict_do_nothing(index_elements=["group", "event_id"])
     )
     result = await session.execute(statement)
     return bool(getattr(result, "rowcount", 0) == 1)
+
+
+async def claim_many(
+    session: AsyncSession, group: str, event_ids: Iterable[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Record that `group` processed each of `event_ids`, in one statement of `session`'s
+    transaction; returns the ids it had not processed before, the ones to apply now."""
+    # Sorted, so that two members claiming overlapping batches on PostgreSQL wait for each
+    # other in one order rather than deadlock.
+    rows = [_row(group, event_id) for event_id in sorted(set(event_ids))]
+    if not rows:
+        return set()
+    statement = (
+        conflict_insert(session, _PROCESSED)
+        .on_conflict_do_nothing(index_elements=["group", "event_id"])
+        .returning(_PROCESSED.c.event_id)
+    )
+    # An executemany with RETURNING: SQLAlchemy sends it as one multi-row INSERT (per 1,000
+    # rows), and returns only the rows it inserted.
+    result = await session.execute(statement, rows)
+    # asyncpg returns its own UUID class; made plain so the ids match the caller's.
+    return {uuid.UUID(str(event_id)) for event_id in result.scalars()}
 
 
 @asynccontextmanager

@@ -5,6 +5,7 @@ from mitra.db._bulk import BulkInsert
 from mitra.db._database import TENANT_SCOPE, Database, Scope, tenant_scoped
 from mitra.db._metrics import DbMetrics, current_purpose, db_purpose
 from mitra.db._uow import UnitOfWork
+from mitra.db._upsert import conflict_insert
 
 __all__ = [
     "TENANT_SCOPE",
@@ -16,6 +17,7 @@ __all__ = [
     "TenantOwned",
     "UTCDateTime",
     "UnitOfWork",
+    "conflict_insert",
     "current_purpose",
     "db_purpose",
     "string_enum",

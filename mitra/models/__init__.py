@@ -9,7 +9,7 @@ from mitra.models.accounts import (
     Tenant,
     User,
 )
-from mitra.models.analytics import AnalyticsDaily
+from mitra.models.analytics import NO_AGENT, AnalyticsDaily
 from mitra.models.chat import Conversation, ConversationMember, Message
 from mitra.models.outbox import OutboxEvent, ProcessedEvent
 from mitra.models.policies import (
@@ -21,6 +21,7 @@ from mitra.models.policies import (
 )
 
 __all__ = [
+    "NO_AGENT",
     "AnalyticsDaily",
     "AuthSession",
     "Conversation",

@@ -113,6 +113,13 @@ async def test_the_dashboard_shows_figures_from_events_by_role(api: Api) -> None
         "mitra_streams_consumer_lag",
     ):
         assert name in metrics, name
+    # The consumer's commits are counted under their own purpose: per batch, not per event.
+    [commits] = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("mitra_db_commits_total{") and 'purpose="analytics"' in line
+    ]
+    assert 1 <= commits <= 4, commits  # eight events: one commit each before
 
 
 def duplicates(consumer: AnalyticsConsumer) -> int:

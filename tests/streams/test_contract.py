@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from streams.base import RetryPolicy, Streams
@@ -212,3 +212,116 @@ async def test_metrics_count_produced_and_consumed(bus: Streams, unique: Names) 
     assert value(metrics.produced, topic=name) == 3
     await eventually(lambda: value(metrics.consumed, topic=name, group=group) == 3)
     await eventually(lambda: value(metrics.lag, topic=name, group=group, partition="0") == 0)
+
+
+class Batches:
+    """A batch handler that keeps every batch it is given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[Event]] = []
+
+    async def __call__(self, events: Sequence[Event]) -> None:
+        self.batches.append(list(events))
+
+    @property
+    def events(self) -> list[Event]:
+        return [e for batch in self.batches for e in batch]
+
+
+def orders(events: list[Event]) -> dict[str, list[int]]:
+    keys: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        keys[e.key].append(int(e.payload["seq"]))
+    return dict(keys)
+
+
+async def test_a_batch_publish_arrives_whole_with_each_keys_order(
+    bus: Streams, unique: Names
+) -> None:
+    name = await topic(bus, unique)
+    got = Collector()
+    await bus.subscribe([name], unique("g"), got)
+    sent = [event(key, seq=seq) for seq in range(30) for key in ("a", "b", "c")]
+
+    await bus.publish_batch([(name, e.key, e.encode()) for e in sent])
+
+    await got.count(90)
+    assert orders(got.events) == {k: list(range(30)) for k in ("a", "b", "c")}
+    assert {e.id: e for e in got.events} == {e.id: e for e in sent}
+    bus.metrics.publish()
+    assert bus.metrics.produced.get({"topic": name}) == 90
+
+
+async def test_a_batch_handler_gets_many_events_per_call_and_they_stay_committed(
+    bus: Streams, unique: Names
+) -> None:
+    name, group = await topic(bus, unique), unique("g")
+    sent = [event(key, seq=seq) for seq in range(40) for key in ("a", "b", "c", "d")]
+    await bus.publish_batch([(name, e.key, e.encode()) for e in sent])
+    got = Batches()
+
+    first = await bus.subscribe_batch([name], group, got, max_batch=100)
+
+    await eventually(lambda: len(got.events) == len(sent))
+    assert orders(got.events) == {k: list(range(40)) for k in ("a", "b", "c", "d")}
+    assert max(len(b) for b in got.batches) > 1, "events come together, not one per call"
+    assert max(len(b) for b in got.batches) <= 100
+    await first.stop()
+
+    # A new member of the group starts after what was handled: nothing comes twice.
+    later = Batches()
+    await bus.subscribe_batch([name], group, later)
+    last = event("a", seq=40)
+    await bus.publish(name, "a", last)
+    await eventually(lambda: len(later.events) == 1)
+    assert later.events == [last]
+
+
+async def test_a_batch_that_keeps_failing_is_delivered_one_event_at_a_time(
+    bus: Streams, unique: Names
+) -> None:
+    name, group = await topic(bus, unique, partitions=1), unique("g")
+    dead = Collector()
+    await bus.ensure_topics([dead_letter_topic(group).spec()])
+    await bus.subscribe([dead_letter_topic(group).name], unique("dlq-reader"), dead)
+    calls: list[int] = []
+    applied: list[Event] = []
+
+    async def rejects_poison(events: Sequence[Event]) -> None:
+        calls.append(len(events))
+        if any(e.payload.get("poison") for e in events):
+            raise ValueError("cannot digest this")
+        applied.extend(events)
+
+    sent = [event("k", seq=n, poison=n == 3) for n in range(6)]
+    await bus.publish_batch([(name, e.key, e.encode()) for e in sent])
+    policy = RetryPolicy(max_attempts=2, initial_backoff=0.01, max_backoff=0.05)
+    await bus.subscribe_batch([name], group, rejects_poison, retry=policy)
+
+    [letter] = await dead.count(1)
+    await eventually(lambda: len(applied) == 5)
+    assert [e.id for e in applied] == [e.id for e in sent if e is not sent[3]], "in order"
+    assert DeadLetter.model_validate(letter.payload).original == sent[3].model_dump(mode="json")
+    assert DeadLetter.model_validate(letter.payload).error.attempts == 2
+    assert calls[0] > 1, "tried as a batch first"
+
+
+async def test_a_batch_cut_off_by_a_crash_is_redelivered_whole(bus: Streams, unique: Names) -> None:
+    name, group = await topic(bus, unique, partitions=1), unique("g")
+    stuck = asyncio.Event()
+
+    async def hangs(_: Sequence[Event]) -> None:
+        stuck.set()
+        await asyncio.Event().wait()
+
+    sent = [event("k", seq=n) for n in range(5)]
+    await bus.publish_batch([(name, e.key, e.encode()) for e in sent])
+    first = await bus.subscribe_batch([name], group, hangs)
+    async with asyncio.timeout(WAIT):
+        await stuck.wait()
+    await first.stop()
+
+    again = Batches()
+    await bus.subscribe_batch([name], group, again)
+    await eventually(lambda: len(again.events) == 5)
+    assert [e.id for e in again.events] == [e.id for e in sent]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from streams.envelope import Event
-from streams.errors import StreamsUnavailable
+from streams.errors import BatchPublishFailed, StreamsUnavailable
 from tests.streams._tansu import free_port
 from tests.streams.conftest import eventually, make_kafka
 
@@ -28,6 +28,10 @@ async def test_health_reports_a_broker_that_is_down() -> None:
 
         with pytest.raises(StreamsUnavailable):
             await streams.publish("anything", "k", Event(type="t", tenant_id="x", key="k"))
+        value = Event(type="t", tenant_id="x", key="k").encode()
+        with pytest.raises(BatchPublishFailed) as failed:
+            await streams.publish_batch([("anything", "k", value), ("other", "j", value)])
+        assert failed.value.failed == {0, 1}, "nothing was acknowledged"
     finally:
         await streams.stop()
     assert (await streams.health()) == (False, "kafka: stopped")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 from uuid import uuid4
 
 import pydantic
@@ -12,7 +13,7 @@ import pytest
 from streams import create_streams
 from streams._delivery import Deliverer, Record
 from streams.base import RetryPolicy
-from streams.envelope import Event
+from streams.envelope import Event, encode_envelope
 from streams.errors import EnvelopeError
 from streams.memory import MemoryStreams
 from streams.metrics import StreamsMetrics
@@ -41,6 +42,51 @@ def test_envelope_round_trips_and_is_frozen() -> None:
     assert Event.decode(e.encode()) == e
     with pytest.raises(pydantic.ValidationError):
         e.type = "other"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        datetime(2025, 1, 2, 8, 0, tzinfo=timezone(timedelta(hours=5, minutes=30))),
+        datetime(2025, 1, 2, 8, 0, 0, 120_000, tzinfo=UTC),
+        datetime(2025, 1, 2, 8, 0, 0, 5, tzinfo=UTC),
+    ],
+)
+def test_an_envelope_encoded_from_its_fields_is_the_models_bytes(moment: datetime) -> None:
+    e = Event(
+        type="chat.accepted",
+        tenant_id=str(uuid4()),
+        key="c1",
+        occurred_at=moment,
+        payload={"seq": 7, "body": "namaste \u0928", "x": [1.5, None, True], "y": {}},
+    )
+    fields = e.model_dump(exclude={"version"})
+    assert encode_envelope(**fields) == e.encode()
+    assert Event.decode(encode_envelope(**fields)) == e
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"type": ""}, "type"),
+        ({"occurred_at": datetime(2025, 1, 1)}, "timezone"),
+        ({"payload": [1, 2]}, "JSON object"),
+        ({"payload": {"at": object()}}, "serialisable"),
+    ],
+)
+def test_fields_the_model_refuses_are_refused_when_encoding(
+    change: dict[str, object], message: str
+) -> None:
+    fields: dict[str, Any] = {
+        "id": uuid4(),
+        "type": "x",
+        "tenant_id": "t",
+        "key": "k",
+        "occurred_at": datetime.now(UTC),
+        "payload": {},
+    }
+    with pytest.raises(EnvelopeError, match=message):
+        encode_envelope(**{**fields, **change})
 
 
 @pytest.mark.parametrize(
