@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Integer, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import contains_eager
+from sqlalchemy.orm import Session, contains_eager
 from sqlalchemy.sql import Select
 
 from mitra import access
@@ -238,11 +238,11 @@ class PolicyService:
         statement = _one_statement(principal)
         params = {"policy_id": policy_id, access.VIEWER: principal.user_id}
 
-        async def read(session: AsyncSession) -> PolicyRow | None:
-            row: PolicyRow | None = (await session.execute(statement, params)).first()
+        def read(session: Session) -> PolicyRow | None:
+            row: PolicyRow | None = session.execute(statement, params).first()
             return row
 
-        row = await self._db.read(Scope.tenant(principal.tenant_id), read)
+        row = await self._db.read_sync(Scope.tenant(principal.tenant_id), read)
         if row is None:
             raise NotFound("policy not found")
         return row
@@ -261,15 +261,15 @@ class PolicyService:
         }
         statement, count = _listing_statements(principal, query)
 
-        async def read(session: AsyncSession) -> Page[PolicyRow]:
-            rows = (await session.execute(statement, params)).all()
+        def read(session: Session) -> Page[PolicyRow]:
+            rows = session.execute(statement, params).all()
             if request.offset == 0 and len(rows) < request.limit:
                 total = len(rows)  # the whole listing is on this page: nothing to count
             else:
-                total = int(await session.scalar(count, params) or 0)
+                total = int(session.scalar(count, params) or 0)
             return Page(rows, request.page, request.limit, total)
 
-        return await self._db.read(Scope.tenant(principal.tenant_id), read)
+        return await self._db.read_sync(Scope.tenant(principal.tenant_id), read)
 
     async def update(
         self, principal: Principal, policy_id: uuid.UUID, changes: PolicyChanges

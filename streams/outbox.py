@@ -35,7 +35,8 @@ from typing import Any
 
 from aioprometheus.collectors import Counter, Gauge, Registry
 from sqlalchemy import Row, Table, delete, func, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.orm import Session
 
 from mitra.db import Database, Scope, db_purpose, utcnow
 from mitra.models import OutboxEvent
@@ -319,10 +320,10 @@ class OutboxRelay:
 
     async def _fetch(self) -> list[Row[Any]]:
         # One SELECT: on PostgreSQL it runs in autocommit, with no BEGIN/ROLLBACK around it.
-        async def read(session: AsyncSession) -> list[Row[Any]]:
-            return list(await session.execute(self._fetch_query))
+        def read(session: Session) -> list[Row[Any]]:
+            return list(session.execute(self._fetch_query))
 
-        return await self.database.read(Scope.system(), read)
+        return await self.database.read_sync(Scope.system(), read)
 
     async def _mark(self, ids: list[int]) -> None:
         if not ids:

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from mitra.auth.notifier import Notification, Notifier
 from mitra.auth.passwords import PasswordHasher
@@ -397,7 +398,7 @@ class AuthService:
             and cached.tenant_id == claims.tenant_id
         ):
             return cached
-        principal = await self._db.read(
+        principal = await self._db.read_sync(
             Scope.tenant(claims.tenant_id), lambda session: _load_principal(session, claims)
         )
         self.sessions.put(principal)
@@ -432,10 +433,8 @@ class AuthService:
         for start in range(0, len(ids), LIVE_SESSIONS_CHUNK):
             chunk = ids[start : start + LIVE_SESSIONS_CHUNK]
 
-            async def query(
-                session: AsyncSession, chunk: list[uuid.UUID] = chunk
-            ) -> list[uuid.UUID]:
-                result = await session.execute(
+            def query(session: Session, chunk: list[uuid.UUID] = chunk) -> list[uuid.UUID]:
+                result = session.execute(
                     select(AuthSession.id)
                     .join(User, User.id == AuthSession.user_id)
                     .where(
@@ -446,7 +445,7 @@ class AuthService:
                 )
                 return list(result.scalars())
 
-            live.update(await self._db.read(Scope.system(), query))
+            live.update(await self._db.read_sync(Scope.system(), query))
         return frozenset(live)
 
     # -- password reset ----------------------------------------------------------------------
@@ -537,9 +536,9 @@ _PRINCIPAL = tenant_scoped(
 )
 
 
-async def _load_principal(session: AsyncSession, claims: TokenClaims) -> Principal:
-    row = (
-        await session.execute(_PRINCIPAL, {"user_id": claims.sub, "session_id": claims.session_id})
+def _load_principal(session: Session, claims: TokenClaims) -> Principal:
+    row = session.execute(
+        _PRINCIPAL, {"user_id": claims.sub, "session_id": claims.session_id}
     ).first()
     if row is None:
         raise Unauthorized("invalid token")

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Uuid, bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Select
 
 from mitra import access
@@ -204,10 +204,9 @@ class ConversationService:
         session: no transaction on PostgreSQL, and retried once on a dead connection.
         """
 
-        async def read(session: AsyncSession) -> list[ConversationSummary]:
-            return await self._summaries(session, principal, None)
-
-        summaries = await self._db.read(Scope.tenant(principal.tenant_id), read)
+        summaries = await self._db.read_sync(
+            Scope.tenant(principal.tenant_id), lambda session: _summaries(session, principal, None)
+        )
         return sorted(
             summaries,
             key=lambda s: (s.last_message_at or s.created_at, s.created_at),
@@ -236,8 +235,13 @@ class ConversationService:
             .where(Message.conversation_id == conversation_id)
             .scalar_subquery()
         )
-        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
-            found, last_seq = (await session.execute(select(member, last))).one()
+        statement = select(member, last)
+
+        def read(session: Session) -> tuple[Any, Any]:
+            found, last_seq = session.execute(statement).one()
+            return found, last_seq
+
+        found, last_seq = await self._db.read_sync(Scope.tenant(principal.tenant_id), read)
         if found is None:
             raise NotFound("conversation not found")
         return int(last_seq or 0)
@@ -351,42 +355,43 @@ class ConversationService:
         self, session: AsyncSession, principal: Principal, conversation_id: uuid.UUID
     ) -> ConversationSummary:
         await self._require_member(session, principal, conversation_id)
-        (summary,) = await self._summaries(session, principal, [conversation_id])
+        (summary,) = await session.run_sync(_summaries, principal, [conversation_id])
         return summary
 
-    async def _summaries(
-        self, session: AsyncSession, principal: Principal, ids: Sequence[uuid.UUID] | None
-    ) -> list[ConversationSummary]:
-        """Summaries of the caller's conversations among `ids` (None: all of them).
 
-        Two statements: the conversations with the caller's membership and, as correlated
-        subqueries on the (conversation_id, seq) index, the last seq, the last message's time
-        and the unread count; then the members of those conversations.
-        """
-        if ids is not None and not ids:
-            return []
-        params: dict[str, Any] = {"viewer": principal.user_id}
-        if ids is not None:
-            params["ids"] = list(ids)
-        rows = (await session.execute(_summary_statement(ids is not None), params)).all()
-        if not rows:
-            return []
-        members: dict[uuid.UUID, list[uuid.UUID]] = {row[0]: [] for row in rows}
-        for conversation_id, user_id in await session.execute(_MEMBERS_OF, {"ids": list(members)}):
-            members[conversation_id].append(user_id)
-        return [
-            ConversationSummary(
-                id=conversation_id,
-                customer_id=customer_id,
-                title=title,
-                member_ids=tuple(sorted(members[conversation_id])),
-                last_seq=int(seq or 0),
-                last_message_at=at,
-                unread=int(count or 0),
-                created_at=created_at,
-            )
-            for conversation_id, customer_id, title, created_at, seq, at, count in rows
-        ]
+def _summaries(
+    session: Session, principal: Principal, ids: Sequence[uuid.UUID] | None
+) -> list[ConversationSummary]:
+    """Summaries of the caller's conversations among `ids` (None: all of them).
+
+    Two statements: the conversations with the caller's membership and, as correlated
+    subqueries on the (conversation_id, seq) index, the last seq, the last message's time
+    and the unread count; then the members of those conversations.
+    """
+    if ids is not None and not ids:
+        return []
+    params: dict[str, Any] = {"viewer": principal.user_id}
+    if ids is not None:
+        params["ids"] = list(ids)
+    rows = session.execute(_summary_statement(ids is not None), params).all()
+    if not rows:
+        return []
+    members: dict[uuid.UUID, list[uuid.UUID]] = {row[0]: [] for row in rows}
+    for conversation_id, user_id in session.execute(_MEMBERS_OF, {"ids": list(members)}):
+        members[conversation_id].append(user_id)
+    return [
+        ConversationSummary(
+            id=conversation_id,
+            customer_id=customer_id,
+            title=title,
+            member_ids=tuple(sorted(members[conversation_id])),
+            last_seq=int(seq or 0),
+            last_message_at=at,
+            unread=int(count or 0),
+            created_at=created_at,
+        )
+        for conversation_id, customer_id, title, created_at, seq, at, count in rows
+    ]
 
 
 @functools.cache

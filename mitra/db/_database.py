@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import bindparam, event, text
+from sqlalchemy import bindparam, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
@@ -20,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
+from sqlalchemy.orm import ORMExecuteState, Session, sessionmaker, with_loader_criteria
 from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
@@ -80,6 +83,7 @@ class Database:
             )
         self._events_committed: list[Callable[[], None]] = []
         self.batch_committer: BatchCommitter = self._batch_committer()
+        self._sync_reads = _SqliteReads.for_url(self.url, settings, self.metrics)
 
     def _batch_committer(self) -> BatchCommitter:
         path = self.url.database
@@ -127,6 +131,20 @@ class Database:
                 log.warning("database connection lost; retrying the read once")
         raise AssertionError("unreachable")
 
+    async def read_sync(self, scope: Scope, work: Callable[[Session], T]) -> T:
+        """Run the idempotent read `work`, written against a plain (sync) session.
+
+        On a SQLite file it runs on a small pool of threads with their own connections: one
+        trip from the event loop per read. Through aiosqlite every statement, cursor and
+        reset is a trip of its own, each answer waiting for its turn on a busy loop (a REST
+        read cost three times the CPU it costs on PostgreSQL). Elsewhere it runs in a read
+        session through `run_sync` (asyncpg has no threads to save), retried as `read` is.
+        The tenant scope is enforced by the same session hooks either way.
+        """
+        if self._sync_reads is not None:
+            return await self._sync_reads.run(scope, work)
+        return await self.read(scope, lambda session: session.run_sync(work))
+
     @asynccontextmanager
     async def transaction(self, scope: Scope) -> AsyncIterator[AsyncSession]:
         """A session inside one transaction: committed on success, rolled back on error."""
@@ -166,6 +184,8 @@ class Database:
 
     async def dispose(self) -> None:
         await self.batch_committer.close()
+        if self._sync_reads is not None:
+            self._sync_reads.close()
         await self.engine.dispose()
 
 
@@ -191,6 +211,51 @@ def _create_engine(settings: DatabaseSettings, url: URL) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine
+
+
+class _SqliteReads:
+    """A sync engine over the same SQLite file and the threads its reads run on."""
+
+    THREADS = 4
+
+    def __init__(self, url: URL, settings: DatabaseSettings, metrics: DbMetrics) -> None:
+        self.engine = create_engine(
+            url.set(drivername="sqlite+pysqlite"),
+            echo=settings.echo,
+            pool_size=self.THREADS,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+        )
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        metrics.attach(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._executor = ThreadPoolExecutor(self.THREADS, thread_name_prefix="sqlite-read")
+
+    @classmethod
+    def for_url(
+        cls, url: URL, settings: DatabaseSettings, metrics: DbMetrics
+    ) -> _SqliteReads | None:
+        path = url.database
+        if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+            return None
+        if path.startswith("file:"):
+            return None
+        return cls(url, settings, metrics)
+
+    async def run(self, scope: Scope, work: Callable[[Session], T]) -> T:
+        def call() -> T:
+            with self._sessions() as session:
+                session.info[_SCOPE_KEY] = scope
+                return work(session)
+
+        # The caller's context (its db_purpose) goes along to the thread.
+        context = contextvars.copy_context()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, call)
+
+    def close(self) -> None:
+        # Called at shutdown, when no read is in flight: nothing to wait for.
+        self._executor.shutdown(wait=False)
+        self.engine.dispose()
 
 
 def _json_dumps(value: Any) -> str:

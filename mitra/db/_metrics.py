@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from aioprometheus.collectors import Counter, Registry
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 OTHER = "other"
@@ -44,9 +44,10 @@ class DbMetrics:
         self.commits: dict[str, int] = {}
         self._counters: tuple[Counter, Counter] | None = None
 
-    def attach(self, engine: AsyncEngine) -> None:
-        event.listen(engine.sync_engine, "before_cursor_execute", self._on_statement)
-        event.listen(engine.sync_engine, "commit", self._on_commit)
+    def attach(self, engine: AsyncEngine | Engine) -> None:
+        target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        event.listen(target, "before_cursor_execute", self._on_statement)
+        event.listen(target, "commit", self._on_commit)
 
     def register(self, registry: Registry) -> None:
         self._counters = (

@@ -258,8 +258,15 @@ async def test_a_revocation_on_one_instance_refuses_the_session_on_the_other(
         token = tokens["access_token"]
         me = f"{second.base}/api/v1/users/me"
         await call(http, "GET", me, token)  # now in the second instance's session cache
+        socket = Member(await http.ws_connect(second.base.replace("http", "ws") + "/ws"))
+        await socket.send({"type": "auth", "token": token})
+        await socket.until(lambda: any(f["type"] == "auth_ok" for f in socket.frames))
         await call(http, "POST", f"{first.base}/api/v1/auth/logout", token)
         started = time.monotonic()
+        # The session's socket on the other instance is closed as unauthenticated.
+        async with asyncio.timeout(5):
+            await socket.task
+        assert socket.ws.close_code == 4401
         async with asyncio.timeout(5):
             while True:
                 async with http.get(me, headers={"Authorization": f"Bearer {token}"}) as answer:

@@ -3,14 +3,17 @@ connection."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from handlers.keys import DATABASE
-from mitra.db import Database, Scope
-from mitra.models import Tenant
+from mitra.db import Database, Scope, db_purpose
+from mitra.models import Tenant, User
 from mitra.settings import Settings
 from tests.support.api import Api
 
@@ -96,3 +99,27 @@ async def test_requests_survive_the_server_dropping_every_connection(api: Api) -
         await other.dispose()
     for _ in range(3):
         await api.call("GET", "/api/v1/policies", token=admin.access_token, expect=200)
+
+
+async def test_sync_reads_are_scoped_to_the_tenant_and_counted_under_their_purpose(
+    api: Api,
+) -> None:
+    """`read_sync` (its own threads and connections on SQLite) keeps the tenant scope and the
+    caller's `db_purpose`, as the async sessions do."""
+    database = api.app[DATABASE]
+    first = await api.tenant()
+    await api.tenant()
+    _, me = await api.call("GET", "/api/v1/users/me", token=first.access_token, expect=200)
+    first_tenant = uuid.UUID(me["data"]["tenant_id"])
+
+    def user_tenants(session: Session) -> set[uuid.UUID]:
+        return set(session.scalars(select(User.tenant_id)))
+
+    before = database.metrics.statements.get("test.sync", 0)
+    with db_purpose("test.sync"):
+        seen = await database.read_sync(Scope.tenant(first_tenant), user_tenants)
+    assert seen == {first_tenant}
+    assert database.metrics.statements.get("test.sync", 0) == before + 1
+    everyone = await database.read_sync(Scope.system(), user_tenants)
+    assert first_tenant in everyone
+    assert len(everyone) >= 2  # the second tenant's admin was there, unseen by the first
