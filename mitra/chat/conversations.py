@@ -260,42 +260,22 @@ class ConversationService:
             raise InvalidInput.for_field("limit", f"must be between 1 and {MAX_HISTORY_PAGE}")
         async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
             await self._require_member(session, principal, conversation_id)
-            return await self.messages_in(
-                session, conversation_id, before_seq=before_seq, after_seq=after_seq, limit=limit
+            return await session.run_sync(
+                lambda sync: _messages_in(
+                    sync, conversation_id, before_seq=before_seq, after_seq=after_seq, limit=limit
+                )
             )
-
-    async def messages_in(
-        self,
-        session: AsyncSession,
-        conversation_id: uuid.UUID,
-        *,
-        before_seq: int | None = None,
-        after_seq: int | None = None,
-        limit: int = 50,
-    ) -> list[StoredMessage]:
-        query = select(Message).where(Message.conversation_id == conversation_id)
-        if after_seq is not None:
-            query = query.where(Message.seq > after_seq)
-        if before_seq is not None:
-            query = query.where(Message.seq < before_seq)
-        if after_seq is None:
-            # Paging back from the newest: take the last `limit`, return them oldest first.
-            rows = list(
-                (await session.execute(query.order_by(Message.seq.desc()).limit(limit))).scalars()
-            )
-            rows.reverse()
-        else:
-            rows = list((await session.execute(query.order_by(Message.seq).limit(limit))).scalars())
-        return [stored(row) for row in rows]
 
     async def messages_since(
         self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, since_seq: int, limit: int
     ) -> list[StoredMessage]:
         """What a reconnecting member missed (membership checked by the caller)."""
-        async with self._db.session(Scope.tenant(tenant_id)) as session:
-            return await self.messages_in(
+        return await self._db.read_sync(
+            Scope.tenant(tenant_id),
+            lambda session: _messages_in(
                 session, conversation_id, after_seq=since_seq, limit=limit
-            )
+            ),
+        )
 
     async def mark_read(self, principal: Principal, conversation_id: uuid.UUID, seq: int) -> int:
         """Move the caller's read position forward (never back, never past the last message)."""
@@ -321,23 +301,26 @@ class ConversationService:
         return int(current or 0)
 
     async def state(self, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> ConversationState:
-        """Durable state a conversation actor rebuilds itself from when it activates."""
-        async with self._db.session(Scope.tenant(tenant_id)) as session:
-            exists = await session.get(Conversation, conversation_id)
-            if exists is None:
+        """Durable state a conversation actor rebuilds itself from when it activates.
+
+        Through `read_sync`: a burst of activations (a thousand conversations waking at once)
+        should cost the event loop one hop each, not one per statement."""
+
+        def read(session: Session) -> ConversationState:
+            if session.get(Conversation, conversation_id) is None:
                 raise NotFound("conversation not found")
             members = frozenset(
-                (
-                    await session.execute(
-                        select(ConversationMember.user_id).where(
-                            ConversationMember.conversation_id == conversation_id
-                        )
+                session.scalars(
+                    select(ConversationMember.user_id).where(
+                        ConversationMember.conversation_id == conversation_id
                     )
-                ).scalars()
+                )
             )
-            recent = await self.messages_in(session, conversation_id, limit=DEDUPE_WINDOW)
-        last_seq = recent[-1].seq if recent else 0
-        return ConversationState(conversation_id, tenant_id, members, last_seq, tuple(recent))
+            recent = _messages_in(session, conversation_id, limit=DEDUPE_WINDOW)
+            last_seq = recent[-1].seq if recent else 0
+            return ConversationState(conversation_id, tenant_id, members, last_seq, tuple(recent))
+
+        return await self._db.read_sync(Scope.tenant(tenant_id), read)
 
     async def _require_member(
         self, session: AsyncSession, principal: Principal, conversation_id: uuid.UUID
@@ -392,6 +375,28 @@ def _summaries(
         )
         for conversation_id, customer_id, title, created_at, seq, at, count in rows
     ]
+
+
+def _messages_in(
+    session: Session,
+    conversation_id: uuid.UUID,
+    *,
+    before_seq: int | None = None,
+    after_seq: int | None = None,
+    limit: int = 50,
+) -> list[StoredMessage]:
+    query = select(Message).where(Message.conversation_id == conversation_id)
+    if after_seq is not None:
+        query = query.where(Message.seq > after_seq)
+    if before_seq is not None:
+        query = query.where(Message.seq < before_seq)
+    if after_seq is None:
+        # Paging back from the newest: take the last `limit`, return them oldest first.
+        rows = list(session.scalars(query.order_by(Message.seq.desc()).limit(limit)))
+        rows.reverse()
+    else:
+        rows = list(session.scalars(query.order_by(Message.seq).limit(limit)))
+    return [stored(row) for row in rows]
 
 
 @functools.cache

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from typing import Any
 
 import pytest
 from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
 
 from actors.chat import ChatActors
 from actors.conversation import ConversationActor, SendMessage
@@ -205,8 +207,9 @@ async def _many_conversations(api: Api, room: Room, count: int) -> list[uuid.UUI
 
 
 async def _fill_connection_pool(api: Api) -> None:
-    """aiosqlite runs a thread per pooled connection; open the pool's steady set up front so
-    the baseline counts them and only actor threads come and go."""
+    """aiosqlite runs a thread per pooled connection, and SQLite's sync reads have threads of
+    their own; start the steady set of both up front so the baseline counts them and only actor
+    threads come and go."""
     database = api.app[DATABASE]
 
     async def query() -> None:
@@ -214,7 +217,14 @@ async def _fill_connection_pool(api: Api) -> None:
             await session.scalar(select(func.count()).select_from(Message))
             await asyncio.sleep(0.05)
 
-    await asyncio.gather(*(query() for _ in range(20)))
+    def sync_query(session: Session) -> None:
+        session.scalar(select(func.count()).select_from(Message))
+        time.sleep(0.05)  # on a read thread: keeps each busy so the pool starts all of them
+
+    await asyncio.gather(
+        *(query() for _ in range(20)),
+        *(database.read_sync(Scope.system(), sync_query) for _ in range(8)),
+    )
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
