@@ -83,6 +83,7 @@ class SqliteThreadCommitter(BatchCommitter):
         # One worker: the connection is only ever touched from its thread.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-batch")
         self._connection: sqlite3.Connection | None = None
+        self._closed = False
 
     async def commit(self, inserts: Inserts) -> None:
         statements = sum(1 for _, rows in inserts if rows)
@@ -93,6 +94,9 @@ class SqliteThreadCommitter(BatchCommitter):
             self._metrics.count(statements=statements, commits=1)
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._executor, self._disconnect)
         self._executor.shutdown(wait=False)

@@ -86,8 +86,8 @@ class Database:
         self._sync_reads = _SqliteReads.for_url(self.url, settings, self.metrics)
 
     def _batch_committer(self) -> BatchCommitter:
-        path = self.url.database
-        if self.is_sqlite and path and path != ":memory:" and not path.startswith("file:"):
+        path = _sqlite_file(self.url)
+        if path is not None:
             return SqliteThreadCommitter(
                 path,
                 self.engine.dialect,
@@ -213,6 +213,15 @@ def _create_engine(settings: DatabaseSettings, url: URL) -> AsyncEngine:
     return engine
 
 
+def _sqlite_file(url: URL) -> str | None:
+    """The path of a SQLite file database; None for other databases, `:memory:` and URIs,
+    whose connections cannot simply be opened again from another thread."""
+    path = url.database
+    if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
+        return None
+    return None if path.startswith("file:") else path
+
+
 class _SqliteReads:
     """A sync engine over the same SQLite file and the threads its reads run on."""
 
@@ -235,12 +244,7 @@ class _SqliteReads:
     def for_url(
         cls, url: URL, settings: DatabaseSettings, metrics: DbMetrics
     ) -> _SqliteReads | None:
-        path = url.database
-        if url.get_backend_name() != "sqlite" or not path or path == ":memory:":
-            return None
-        if path.startswith("file:"):
-            return None
-        return cls(url, settings, metrics)
+        return cls(url, settings, metrics) if _sqlite_file(url) is not None else None
 
     async def run(self, scope: Scope, work: Callable[[Session], T]) -> T:
         def call() -> T:
