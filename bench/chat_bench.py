@@ -68,16 +68,15 @@ from bench.chat_setup import (
     Group,
     count_messages,
     create_postgres_database,
-    drop_postgres_database,
     kafka_env,
     populate,
-    postgres_base_url,
     postgres_database_url,
     server_env,
     socket_specs,
     sqlite_url,
 )
-from bench.tansu import run_tansu
+from tests.streams._tansu import run_tansu
+from tests.support.databases import drop_private_postgres, postgres_base_url
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_METRICS = {"commits": "mitra_db_commits_total", "statements": "mitra_db_statements_total"}
@@ -676,7 +675,7 @@ def _private_postgres(label: str, keep: bool) -> Iterator[str]:
             print(f"PostgreSQL database kept: {make_url(url).database}")
         else:
             try:
-                asyncio.run(drop_postgres_database(url))
+                asyncio.run(drop_private_postgres(url))
             except Exception as exc:
                 name = make_url(url).database
                 print(f"could not drop {name}: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -10,13 +10,12 @@ rate limiter, not chat. The load itself comes from separate client processes ove
 
 from __future__ import annotations
 
-import os
 import random
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import distinct, func, select, text
+from sqlalchemy import distinct, func, select
 from sqlalchemy.engine import make_url
 
 from bench.chat_client import SocketSpec
@@ -28,19 +27,14 @@ from mitra.chat import ConversationService
 from mitra.db import Database
 from mitra.models import Message, Role
 from mitra.settings import DatabaseSettings, load_settings
+from tests.support.databases import postgres_base_url, run_outside_transaction
 
 PASSWORD = "bench passphrase 42"  # noqa: S105 - a throwaway account in a temporary database
 TENANT = "bench"
-DEFAULT_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
 def sqlite_url(workdir: Path) -> str:
     return f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-
-
-def postgres_base_url() -> str:
-    """The server the private databases are made on (the test suite's variable and default)."""
-    return os.environ.get("MITRA_TEST_POSTGRES_URL", DEFAULT_POSTGRES_URL)
 
 
 def server_env(database_url: str) -> dict[str, str]:
@@ -91,29 +85,12 @@ def postgres_database_url(label: str) -> str:
 
 async def create_postgres_database(url: str) -> None:
     """Create the database of `url` on its server and migrate it to the latest revision."""
-    await _outside_transaction(postgres_base_url(), f'CREATE DATABASE "{make_url(url).database}"')
+    await run_outside_transaction(f'CREATE DATABASE "{make_url(url).database}"')
     database = Database(DatabaseSettings(url=url))
     try:
         await migrate.upgrade(database)
     finally:
         await database.dispose()
-
-
-async def drop_postgres_database(url: str) -> None:
-    # FORCE: a server that did not stop cleanly may still hold connections.
-    statement = f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'
-    await _outside_transaction(postgres_base_url(), statement)
-
-
-async def _outside_transaction(base: str, statement: str) -> None:
-    # CREATE/DROP DATABASE refuse to run inside a transaction block.
-    admin = Database(DatabaseSettings(url=base))
-    try:
-        async with admin.engine.connect() as connection:
-            autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await autocommit.execute(text(statement))
-    finally:
-        await admin.dispose()
 
 
 async def count_messages(database_url: str) -> tuple[int, int]:

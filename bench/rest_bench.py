@@ -46,7 +46,6 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from mitra import migrate
 from mitra.accounts import AccountService, NewUser
@@ -58,6 +57,7 @@ from mitra.db import Database, Scope
 from mitra.models import Message, PolicyStatus, PolicyType, PremiumFrequency, Role
 from mitra.policies import PolicyData, PolicyService
 from mitra.settings import DEV_JWT_SECRET, load_settings
+from tests.support.databases import run_outside_transaction
 
 ROOT = Path(__file__).resolve().parent.parent
 LUA = ROOT / "bench" / "rest_wrk.lua"
@@ -218,21 +218,14 @@ async def _login(auth: AuthService, email: str) -> str:
 
 async def create_postgres(base: str) -> str:
     name = f"mitra_bench_{uuid.uuid4().hex[:10]}"
-    await _admin_statement(base, f'CREATE DATABASE "{name}"')
+    await run_outside_transaction(f'CREATE DATABASE "{name}"', base)
     return make_url(base).set(database=name).render_as_string(hide_password=False)
 
 
 async def drop_postgres(base: str, url: str) -> None:
-    await _admin_statement(base, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-
-
-async def _admin_statement(base: str, statement: str) -> None:
-    engine = create_async_engine(base, isolation_level="AUTOCOMMIT")
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text(statement))
-    finally:
-        await engine.dispose()
+    await run_outside_transaction(
+        f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)', base
+    )
 
 
 # ---- servers -----------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ async def create_private_postgres() -> str:
             pytest.fail(f"{reason}; CI=true requires it", pytrace=False)
         pytest.skip(reason)
     name = f"mitra_test_{uuid.uuid4().hex[:12]}"
-    await _run_outside_transaction(f'CREATE DATABASE "{name}"')
+    await run_outside_transaction(f'CREATE DATABASE "{name}"')
     url = make_url(base).set(database=name).render_as_string(hide_password=False)
     database = Database(DatabaseSettings(url=url))
     try:
@@ -60,12 +60,13 @@ async def create_private_postgres() -> str:
 
 async def drop_private_postgres(url: str) -> None:
     name = make_url(url).database
-    await _run_outside_transaction(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await run_outside_transaction(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-async def _run_outside_transaction(statement: str) -> None:
-    # CREATE/DROP DATABASE refuse to run inside a transaction block.
-    admin = Database(DatabaseSettings(url=postgres_base_url()))
+async def run_outside_transaction(statement: str, base: str | None = None) -> None:
+    """Run `statement` on the PostgreSQL server at `base` (the suite's by default) in
+    autocommit: CREATE/DROP DATABASE refuse to run inside a transaction block."""
+    admin = Database(DatabaseSettings(url=base or postgres_base_url()))
     try:
         async with admin.engine.connect() as connection:
             autocommit = await connection.execution_options(isolation_level="AUTOCOMMIT")
