@@ -116,6 +116,9 @@ class ChatRouter:
                         "body": message.body,
                         "channel": message.channel,
                         "direction": message.direction,
+                        "sender_type": message.sender_type,
+                        "external_id": message.external_id,
+                        "meta": message.meta,
                     },
                 ),
             )
@@ -162,6 +165,9 @@ class ChatRouter:
             payload["body"],
             payload.get("channel", "app"),
             payload.get("direction", "outbound"),
+            payload.get("sender_type", "user"),
+            payload.get("external_id"),
+            payload.get("meta"),
         )
         try:
             stored = await self.chat.send(tenant_id, conversation_id, message)

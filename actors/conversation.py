@@ -39,6 +39,10 @@ class SendMessage:
     body: str
     channel: str = "app"
     direction: str = "outbound"
+    sender_type: str = "user"
+    # The provider's id (a wamid): a redelivery of it is the same message, stored once.
+    external_id: str | None = None
+    meta: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -160,6 +164,9 @@ class ConversationActor(BridgedActor):
                 body=send.body,
                 channel=send.channel,
                 sent_at=utcnow(),
+                sender_type=send.sender_type,
+                external_id=send.external_id,
+                meta=send.meta,
             ),
             direction=send.direction,
             generation=self._generation,

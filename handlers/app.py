@@ -18,6 +18,7 @@ from aioprometheus.collectors import Registry
 from actors import ActorSystem, RestartStrategy
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.whatsapp_inbound import WhatsAppInboundConsumer
 from handlers import (
     analytics,
     auth,
@@ -26,6 +27,7 @@ from handlers import (
     customers,
     docs,
     health,
+    integrations,
     policies,
     users,
 )
@@ -45,6 +47,7 @@ from handlers.keys import (
     CUSTOMERS,
     DATABASE,
     HTTP_METRICS,
+    INTEGRATIONS,
     MESSAGE_WRITER,
     METRICS,
     METRICS_COLLECTORS,
@@ -54,9 +57,13 @@ from handlers.keys import (
     READINESS_CHECKS,
     SETTINGS,
     STREAMS,
+    WHATSAPP_INBOX,
+    WHATSAPP_METRICS,
+    WHATSAPP_SETUP,
     ReadinessCheck,
 )
 from handlers.middlewares import MIDDLEWARES
+from handlers.webhooks import whatsapp as whatsapp_webhooks
 from mitra import migrate
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
@@ -65,9 +72,13 @@ from mitra.auth.sessions import SessionCache
 from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
+from mitra.integrations import IntegrationService, SecretBox
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
+from mitra.whatsapp.inbox import WhatsAppInbox
+from mitra.whatsapp.metrics import WhatsAppMetrics
+from mitra.whatsapp.setup import WhatsAppSetup
 from streams import Streams
 from streams.analytics import AnalyticsConsumer
 from streams.auth_revocations import SessionRevocations
@@ -104,6 +115,7 @@ def create_app(
     app.cleanup_ctx.append(_analytics_consumer)
     app.cleanup_ctx.append(_actors)
     app.cleanup_ctx.append(_chat)
+    app.cleanup_ctx.append(_whatsapp_inbound)
     app.on_shutdown.append(_close_sockets)
     for module in (
         health,
@@ -114,6 +126,8 @@ def create_app(
         conversations,
         chat_ws,
         analytics,
+        integrations,
+        whatsapp_webhooks,
         docs,
     ):
         app.router.add_routes(module.routes)
@@ -155,6 +169,10 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[POLICIES] = PolicyService(database)
     app[ANALYTICS] = AnalyticsService(database, settings.analytics)
     app[CONVERSATIONS] = ConversationService(database)
+    app[INTEGRATIONS] = IntegrationService(database, SecretBox(settings.integrations.secrets_key))
+    app[WHATSAPP_SETUP] = WhatsAppSetup(database, app[INTEGRATIONS])
+    app[WHATSAPP_INBOX] = WhatsAppInbox(database)
+    app[WHATSAPP_METRICS] = WhatsAppMetrics(app[METRICS])
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
@@ -286,6 +304,17 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
     stop_listening()
     await router.stop()
     await fanout.stop()
+
+
+async def _whatsapp_inbound(app: web.Application) -> AsyncIterator[None]:
+    """This instance's member of `whatsapp-inbound`: customers' messages into conversations."""
+    consumer = WhatsAppInboundConsumer(
+        app[STREAMS], app[WHATSAPP_SETUP], app[WHATSAPP_INBOX], app[CHAT_ROUTER],
+        app[WHATSAPP_METRICS],
+    )  # fmt: skip
+    await consumer.start()
+    yield
+    await consumer.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -17,9 +17,13 @@ from mitra.auth import AuthService, Notifier
 from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
+from mitra.integrations import IntegrationService
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
+from mitra.whatsapp.inbox import WhatsAppInbox
+from mitra.whatsapp.metrics import WhatsAppMetrics
+from mitra.whatsapp.setup import WhatsAppSetup
 from streams import Streams
 from streams.analytics import AnalyticsConsumer
 from streams.chat_fanout import ChatFanout
@@ -51,3 +55,7 @@ CHAT_FANOUT = web.AppKey("chat_fanout", ChatFanout)
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
 METRICS_COLLECTORS = web.AppKey("metrics_collectors", list[Callable[[], None]])
 """Run before each /metrics scrape: components that count in plain ints copy them over."""
+INTEGRATIONS = web.AppKey("integrations", IntegrationService)
+WHATSAPP_SETUP = web.AppKey("whatsapp_setup", WhatsAppSetup)
+WHATSAPP_INBOX = web.AppKey("whatsapp_inbox", WhatsAppInbox)
+WHATSAPP_METRICS = web.AppKey("whatsapp_metrics", WhatsAppMetrics)

@@ -6,7 +6,9 @@ keeps the two in agreement. A bad value stops start-up with one line naming the 
 
 from __future__ import annotations
 
+import base64
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,6 +26,8 @@ from pydantic import (
 
 DEV_JWT_SECRET = "mitra-development-secret-do-not-use-in-production"  # noqa: S105
 ENV_PREFIX = "MITRA_"
+# 32 bytes, base64: encrypts provider credentials on a laptop; production refuses it.
+DEV_SECRETS_KEY = "bWl0cmEtZGV2ZWxvcG1lbnQta2V5LWRvLW5vdC11c2U="
 
 
 class _Section(BaseModel):
@@ -176,6 +180,28 @@ class LoggingSettings(_Section):
     format: Literal["json", "text"] = "json"
 
 
+class IntegrationsSettings(_Section):
+    secrets_key: str = DEV_SECRETS_KEY
+
+    @field_validator("secrets_key")
+    @classmethod
+    def _aead_key(cls, value: str) -> str:
+        try:
+            key = base64.b64decode(value, validate=True)
+        except ValueError:
+            raise ValueError("expected 32 bytes in base64") from None
+        if len(key) != 32:
+            raise ValueError(f"expected 32 bytes in base64, got {len(key)}")
+        return value
+
+
+class WhatsAppSettings(_Section):
+    graph_base_url: str = "https://graph.facebook.com"
+    graph_version: str = Field("v21.0", pattern=r"^v\d+\.\d+$")
+    send_rate_per_second: float = Field(80.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0)
+
+
 class NotifierSettings(_Section):
     backend: Literal["log"] = "log"
 
@@ -194,6 +220,8 @@ class Settings(BaseModel):
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+    integrations: IntegrationsSettings = Field(default_factory=IntegrationsSettings)
+    whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
 
     @property
     def is_production(self) -> bool:
@@ -277,7 +305,13 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, str], str]) -> str:
     if first["type"] == "extra_forbidden":
         return f"invalid setting {key}{origin}: no such setting"
     message = first["msg"].removeprefix("Value error, ")
+    if _SECRET_NAME.search(key):
+        # A start-up error lands in logs and terminals: a secret is never echoed back.
+        return f"invalid setting {key}{origin}: {message}"
     return f"invalid setting {key}{origin}: {message}, got {first.get('input')!r}"
+
+
+_SECRET_NAME = re.compile(r"secret|password|token|_key\b")
 
 
 def check_production(settings: Settings) -> None:
@@ -298,6 +332,11 @@ def check_production(settings: Settings) -> None:
     elif not (auth.jwt_private_key_file and auth.jwt_public_key_file):
         raise SettingsError(
             "invalid setting auth.jwt_private_key_file: RS256 needs both key files in production"
+        )
+    if settings.integrations.secrets_key == DEV_SECRETS_KEY:
+        raise SettingsError(
+            "invalid setting integrations.secrets_key: the development key is refused in"
+            " production; set MITRA_INTEGRATIONS_SECRETS_KEY (32 random bytes, base64)"
         )
     if settings.server.seed_demo:
         raise SettingsError(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
@@ -58,6 +58,14 @@ class MessageResponse(ResponseModel):
     body: str
     channel: str
     sent_at: datetime
+    sender_type: str = Field(
+        description="user (sender_id says who), customer (a WhatsApp sender without an "
+        "account), bot or system"
+    )
+    external_id: str | None = Field(None, description="the channel's own id (a WhatsApp wamid)")
+    meta: dict[str, Any] | None = Field(
+        None, description="what the channel adds: reply context, media, location, contacts"
+    )
 
 
 # ---- WebSocket client frames ---------------------------------------------------------------

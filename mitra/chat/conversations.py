@@ -39,19 +39,29 @@ class StoredMessage:
     body: str
     channel: str
     sent_at: datetime
+    sender_type: str = "user"
+    external_id: str | None = None
+    meta: dict[str, Any] | None = None
 
     def as_payload(self) -> dict[str, Any]:
         """The JSON form every path shares: the `chat.events` payload and the socket frame."""
-        return {
+        payload = {
             "conversation_id": str(self.conversation_id),
             "seq": self.seq,
             "message_id": str(self.message_id),
             "sender_id": str(self.sender_id) if self.sender_id else None,
+            "sender_type": self.sender_type,
             "client_msg_id": self.client_msg_id,
             "body": self.body,
             "channel": self.channel,
             "sent_at": self.sent_at.isoformat(),
         }
+        # Only a channel's messages carry these; app messages stay as small as they were.
+        if self.external_id is not None:
+            payload["external_id"] = self.external_id
+        if self.meta is not None:
+            payload["meta"] = self.meta
+        return payload
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> StoredMessage:
@@ -65,6 +75,9 @@ class StoredMessage:
             body=payload["body"],
             channel=payload["channel"],
             sent_at=datetime.fromisoformat(payload["sent_at"]),
+            sender_type=payload.get("sender_type", "user"),
+            external_id=payload.get("external_id"),
+            meta=payload.get("meta"),
         )
 
 
@@ -139,8 +152,17 @@ class ConversationService:
             members = {principal.user_id, customer.agent_id}
             if customer.user_id is not None:
                 members.add(customer.user_id)
-            conversation = await self._create(session, principal, members, customer_id=customer.id)
-            _emit_opened(uow, principal, conversation.id, customer.agent_id, "customer")
+            conversation = await create_conversation(
+                session, principal.tenant_id, principal.user_id, members, customer_id=customer.id
+            )
+            emit_opened(
+                uow,
+                principal.tenant_id,
+                conversation.id,
+                customer.agent_id,
+                "customer",
+                actor_id=principal.user_id,
+            )
             summary = await self._summary(session, principal, conversation.id)
         return summary, True
 
@@ -167,35 +189,18 @@ class ConversationService:
                 raise InvalidInput.for_field(
                     "participant_ids", f"{len(missing)} of them are not active staff of the agency"
                 )
-            conversation = await self._create(uow.session, principal, members, title=title)
-            _emit_opened(uow, principal, conversation.id, principal.user_id, "staff")
-            return await self._summary(uow.session, principal, conversation.id)
-
-    async def _create(
-        self,
-        session: AsyncSession,
-        principal: Principal,
-        members: set[uuid.UUID],
-        *,
-        customer_id: uuid.UUID | None = None,
-        title: str | None = None,
-    ) -> Conversation:
-        conversation = Conversation(
-            id=uuid.uuid4(),
-            tenant_id=principal.tenant_id,
-            customer_id=customer_id,
-            created_by=principal.user_id,
-            title=title,
-        )
-        session.add(conversation)
-        session.add_all(
-            ConversationMember(
-                tenant_id=principal.tenant_id, conversation_id=conversation.id, user_id=user_id
+            conversation = await create_conversation(
+                uow.session, principal.tenant_id, principal.user_id, members, title=title
             )
-            for user_id in sorted(members)
-        )
-        await session.flush()
-        return conversation
+            emit_opened(
+                uow,
+                principal.tenant_id,
+                conversation.id,
+                principal.user_id,
+                "staff",
+                actor_id=principal.user_id,
+            )
+            return await self._summary(uow.session, principal, conversation.id)
 
     async def list_for(self, principal: Principal) -> list[ConversationSummary]:
         """The caller's conversations, newest activity first, with unread counts.
@@ -469,24 +474,54 @@ def stored(row: Message) -> StoredMessage:
         body=row.body,
         channel=row.channel,
         sent_at=row.sent_at,
+        sender_type=row.sender_type,
+        external_id=row.external_id,
+        meta=row.meta,
     )
 
 
-def _emit_opened(
+async def create_conversation(
+    session: AsyncSession,
+    tenant_id: uuid.UUID,
+    created_by: uuid.UUID | None,
+    members: set[uuid.UUID],
+    *,
+    customer_id: uuid.UUID | None = None,
+    title: str | None = None,
+) -> Conversation:
+    conversation = Conversation(
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        created_by=created_by,
+        title=title,
+    )
+    session.add(conversation)
+    session.add_all(
+        ConversationMember(tenant_id=tenant_id, conversation_id=conversation.id, user_id=user_id)
+        for user_id in sorted(members)
+    )
+    await session.flush()
+    return conversation
+
+
+def emit_opened(
     uow: UnitOfWork,
-    principal: Principal,
+    tenant_id: uuid.UUID,
     conversation_id: uuid.UUID,
     agent_id: uuid.UUID,
     kind: str,
+    *,
+    actor_id: uuid.UUID | None,
 ) -> None:
     uow.emit(
         ANALYTICS_TOPIC,
-        key=str(principal.tenant_id),
+        key=str(tenant_id),
         event_type="conversation.opened",
         payload={
             "conversation_id": str(conversation_id),
             "agent_id": str(agent_id),
             "kind": kind,
-            "actor_id": str(principal.user_id),
+            "actor_id": str(actor_id) if actor_id else None,
         },
     )

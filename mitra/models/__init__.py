@@ -11,6 +11,7 @@ from mitra.models.accounts import (
 )
 from mitra.models.analytics import NO_AGENT, AnalyticsDaily
 from mitra.models.chat import Conversation, ConversationMember, Message
+from mitra.models.integrations import TenantIntegration
 from mitra.models.outbox import OutboxEvent, ProcessedEvent
 from mitra.models.policies import (
     Customer,
@@ -39,5 +40,6 @@ __all__ = [
     "RefreshToken",
     "Role",
     "Tenant",
+    "TenantIntegration",
     "User",
 ]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mitra.db import Base, TenantOwned
@@ -50,6 +51,9 @@ class Message(TenantOwned, Base):
         Index(
             "uq_messages_client_msg", "conversation_id", "sender_id", "client_msg_id", unique=True
         ),
+        # A provider's message id (a WhatsApp wamid) is stored once, however often it is
+        # redelivered; NULLs (app messages) never collide.
+        Index("uq_messages_external_id", "tenant_id", "external_id", unique=True),
     )
 
     conversation_id: Mapped[uuid.UUID] = mapped_column(
@@ -61,3 +65,9 @@ class Message(TenantOwned, Base):
     body: Mapped[str] = mapped_column(Text)
     channel: Mapped[str] = mapped_column(String(16), default="app")
     sent_at: Mapped[datetime]
+    # "user" (sender_id says who), "customer" (a WhatsApp sender without an account), "bot",
+    # "system".
+    sender_type: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    # What the channel adds to the body: a reply's context, media, a location, contact cards.
+    meta: Mapped[dict[str, Any] | None] = mapped_column(JSON)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import tomllib
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 
 from mitra.settings import (
     DEV_JWT_SECRET,
+    DEV_SECRETS_KEY,
     SECTIONS,
     Settings,
     SettingsError,
@@ -98,6 +100,7 @@ def test_unknown_key_in_a_file_is_named(tmp_path: Path) -> None:
 
 PRODUCTION = {
     "MITRA_SERVER_ENV": "production",
+    "MITRA_INTEGRATIONS_SECRETS_KEY": base64.b64encode(b"k" * 32).decode(),
     "MITRA_SERVER_SEED_DEMO": "false",
     "MITRA_SERVER_ALLOWED_HOSTS": "mitra.example.com",
 }
@@ -111,12 +114,20 @@ PRODUCTION = {
         ({"MITRA_SERVER_SEED_DEMO": "true"}, "server.seed_demo"),
         ({"MITRA_SERVER_ALLOWED_HOSTS": "*"}, "server.allowed_hosts"),
         ({"MITRA_AUTH_JWT_ALGORITHM": "RS256"}, "auth.jwt_private_key_file"),
+        ({"MITRA_INTEGRATIONS_SECRETS_KEY": DEV_SECRETS_KEY}, "integrations.secrets_key"),
     ],
 )
 def test_production_refuses_development_defaults(override: dict[str, str], key: str) -> None:
     environ = {**PRODUCTION, "MITRA_AUTH_JWT_SECRET": STRONG_SECRET, **override}
     with pytest.raises(SettingsError, match=rf"invalid setting {key}"):
         load_settings(environ=environ)
+
+
+@pytest.mark.parametrize("bad_key", ["not base64!", base64.b64encode(b"too short").decode()])
+def test_a_bad_secrets_key_is_refused_without_echoing_it(bad_key: str) -> None:
+    with pytest.raises(SettingsError, match=r"integrations\.secrets_key") as refused:
+        load_settings(environ={"MITRA_INTEGRATIONS_SECRETS_KEY": bad_key})
+    assert bad_key not in str(refused.value)
 
 
 def test_production_starts_with_real_values() -> None:

@@ -1,0 +1,56 @@
+"""Request and response models of `/api/v1/integrations`."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import Field
+
+from handlers.schemas.common import RequestModel, ResponseModel
+
+
+class WhatsAppIntegrationRequest(RequestModel):
+    phone_number_id: str = Field(
+        pattern=r"^\d{5,20}$", description="the business number's id in Meta's WhatsApp Manager"
+    )
+    business_number: str = Field(
+        min_length=5, max_length=32, description="the number customers write to"
+    )
+    business_account_id: str | None = Field(
+        None, pattern=r"^\d{5,20}$", description="the WhatsApp Business Account id (templates)"
+    )
+    default_agent_id: uuid.UUID = Field(
+        description="the agent who gets customers writing from a number nobody knows"
+    )
+    access_token: str | None = Field(
+        None,
+        min_length=8,
+        max_length=1000,
+        description="Graph API token; left out, the stored one is kept",
+    )
+    app_secret: str | None = Field(
+        None,
+        min_length=8,
+        max_length=1000,
+        description="signs Meta's webhooks; left out, the stored one is kept",
+    )
+    verify_token: str | None = Field(
+        None,
+        min_length=8,
+        max_length=1000,
+        description="Meta's webhook verification; left out, kept",
+    )
+
+
+class WhatsAppIntegrationResponse(ResponseModel):
+    provider: str
+    phone_number_id: str
+    business_number: str
+    business_account_id: str | None
+    default_agent_id: uuid.UUID
+    access_token: str = Field(description="masked: its last 4 characters")
+    app_secret: str = Field(description="masked: its last 4 characters")
+    verify_token: str = Field(description="masked: its last 4 characters")
+    webhook_path: str = Field(description="where Meta posts this tenant's webhooks")
+    updated_at: datetime

@@ -1,0 +1,1 @@
+"""Providers' webhooks: verified against the raw body before anything is parsed."""

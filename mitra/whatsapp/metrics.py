@@ -1,0 +1,33 @@
+"""Prometheus counters of the WhatsApp channel (webhooks are few; aioprometheus counts them)."""
+
+from __future__ import annotations
+
+from aioprometheus.collectors import Counter, Registry
+
+
+class WhatsAppMetrics:
+    def __init__(self, registry: Registry) -> None:
+        self.webhooks = Counter(
+            "mitra_whatsapp_webhooks_total",
+            "webhook POSTs by outcome (accepted, bad_signature, unknown_tenant, unreadable)",
+            registry=registry,
+        )
+        self.items = Counter(
+            "mitra_whatsapp_webhook_items_total",
+            "messages and statuses in accepted webhooks, by kind and outcome (published, "
+            "foreign_number)",
+            registry=registry,
+        )
+        self.inbound = Counter(
+            "mitra_whatsapp_inbound_total",
+            "customers' messages by outcome (stored, duplicate, refused, no_integration)",
+            registry=registry,
+        )
+        self.meta_errors = Counter(
+            "mitra_whatsapp_meta_errors_total",
+            "errors Meta reported inside webhooks, by code",
+            registry=registry,
+        )
+
+    def webhook(self, outcome: str) -> None:
+        self.webhooks.inc({"outcome": outcome})

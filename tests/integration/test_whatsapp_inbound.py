@@ -1,0 +1,281 @@
+"""WhatsApp in: the tenant's integration, Meta's handshake, signed webhooks, and customers'
+messages arriving once, in order, in the conversation their agent already uses."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import text as sql
+
+from handlers.keys import DATABASE
+from mitra.db import Scope
+from mitra.models import Role
+from tests.support.api import Api
+from tests.support.whatsapp import (
+    ACCESS_TOKEN,
+    APP_SECRET,
+    VERIFY_TOKEN,
+    WhatsAppTenant,
+    post_webhook,
+    raw,
+    text,
+    webhook_body,
+    whatsapp_tenant,
+)
+from tests.support.ws import ChatClient
+
+CUSTOMER_WA_ID = "919876543210"
+
+
+async def customer_conversation(api: Api, wa: WhatsAppTenant) -> tuple[str, str]:
+    """The agent's customer with the WhatsApp number, and their conversation (ids)."""
+    _, customer = await api.call(
+        "POST",
+        "/api/v1/customers",
+        token=wa.agent.access_token,
+        json={"full_name": "Ravi Kumar", "phone": "+91 98765 43210"},
+        expect=201,
+    )
+    customer_id = customer["data"]["id"]
+    _, opened = await api.call(
+        "POST",
+        "/api/v1/conversations",
+        token=wa.agent.access_token,
+        json={"customer_id": customer_id},
+    )
+    return customer_id, opened["data"]["id"]
+
+
+async def history(api: Api, wa: WhatsAppTenant, conversation_id: str) -> list[dict[str, Any]]:
+    _, body = await api.call(
+        "GET",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        token=wa.agent.access_token,
+        expect=200,
+    )
+    messages: list[dict[str, Any]] = body["data"]
+    return messages
+
+
+# ---- the integration ---------------------------------------------------------------------------
+
+
+async def test_the_integration_is_shown_masked_and_its_secrets_are_sealed_at_rest(
+    api: Api,
+) -> None:
+    wa = await whatsapp_tenant(api)
+    response = await api.client.get("/api/v1/integrations/whatsapp", headers=wa.admin.headers)
+    shown = await response.text()
+    assert response.status == 200
+    for secret in (ACCESS_TOKEN, APP_SECRET, VERIFY_TOKEN):
+        assert secret not in shown
+    data = json.loads(shown)["data"]
+    assert data["access_token"] == "…" + ACCESS_TOKEN[-4:]
+    assert data["phone_number_id"] == "106540352242922"
+    assert data["business_number"] == "+919820000001"
+    assert data["webhook_path"] == wa.webhook
+    async with api.app[DATABASE].session(Scope.system()) as session:
+        stored = (await session.execute(sql("SELECT secrets FROM tenant_integrations"))).scalar()
+    assert isinstance(stored, bytes)
+    for secret in (ACCESS_TOKEN, APP_SECRET, VERIFY_TOKEN):
+        assert secret.encode() not in stored
+
+
+async def test_only_admins_manage_it_and_the_default_agent_must_be_staff(api: Api) -> None:
+    wa = await whatsapp_tenant(api)
+    status, _ = await api.call("GET", "/api/v1/integrations/whatsapp", token=wa.agent.access_token)
+    assert status == 403
+    holder = await api.register(wa.admin.tenant_slug)
+    status, body = await api.call(
+        "PUT",
+        "/api/v1/integrations/whatsapp",
+        token=wa.admin.access_token,
+        json={
+            "phone_number_id": "106540352242922",
+            "business_number": "+919820000001",
+            "default_agent_id": holder.user_id,
+        },
+    )
+    assert status == 422
+    assert body["errors"][0]["field"] == "default_agent_id"
+
+
+async def test_a_first_setup_needs_every_secret_and_a_later_one_keeps_them(api: Api) -> None:
+    admin = await api.tenant()
+    agent = await api.user(admin, Role.JUNIOR_AGENT)
+    setup = {
+        "phone_number_id": "106540352242922",
+        "business_number": "+919820000001",
+        "default_agent_id": agent.user_id,
+    }
+    status, body = await api.call(
+        "PUT", "/api/v1/integrations/whatsapp", token=admin.access_token, json=setup
+    )
+    assert status == 422
+    assert body["errors"][0]["field"] == "access_token"
+    wa = await whatsapp_tenant(api)
+    # A change of default agent without the secrets: the stored ones still sign and verify.
+    status, _ = await api.call(
+        "PUT",
+        "/api/v1/integrations/whatsapp",
+        token=wa.admin.access_token,
+        json={**setup, "default_agent_id": wa.admin.user_id},
+    )
+    assert status == 200
+    status, _ = await post_webhook(api, wa.webhook, raw(webhook_body([])), APP_SECRET)
+    assert status == 200
+
+
+# ---- Meta's verification handshake --------------------------------------------------------------
+
+
+async def test_the_handshake_echoes_the_challenge_only_for_the_tenants_token(api: Api) -> None:
+    wa = await whatsapp_tenant(api)
+    query = {
+        "hub.mode": "subscribe",
+        "hub.verify_token": VERIFY_TOKEN,
+        "hub.challenge": "1158201444",
+    }
+    response = await api.client.get(wa.webhook, params=query)
+    assert (response.status, await response.text()) == (200, "1158201444")
+    assert response.content_type == "text/plain"
+    for wrong in (
+        {**query, "hub.verify_token": "not-the-token"},
+        {**query, "hub.mode": "unsubscribe"},
+    ):
+        assert (await api.client.get(wa.webhook, params=wrong)).status == 403
+    other_tenant = f"/api/v1/webhooks/whatsapp/{uuid.uuid4()}"
+    assert (await api.client.get(other_tenant, params=query)).status == 403
+
+
+# ---- signatures ---------------------------------------------------------------------------------
+
+
+async def test_unsigned_forged_or_reserialised_bodies_are_refused_and_nothing_is_kept(
+    api: Api,
+) -> None:
+    wa = await whatsapp_tenant(api)
+    _, conversation_id = await customer_conversation(api, wa)
+    body = webhook_body([text("wamid.forged", CUSTOMER_WA_ID, 'नमस्ते 🙏 \u2028 "hi"')])
+    signed_bytes = raw(body)
+    # The same document re-serialised (escaped non-ASCII, spaces): not the bytes Meta signed.
+    reserialised = json.dumps(body).encode()
+    assert reserialised != signed_bytes
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": ""}
+    from mitra.whatsapp.webhook import sign
+
+    attempts = [
+        (signed_bytes, None),
+        (signed_bytes, sign(signed_bytes, "someone-elses-secret")),
+        (reserialised, sign(signed_bytes, APP_SECRET)),
+        (signed_bytes, "sha1=" + sign(signed_bytes, APP_SECRET)[7:]),
+    ]
+    for data, signature in attempts:
+        sent = (
+            {**headers, "X-Hub-Signature-256": signature}
+            if signature
+            else {"Content-Type": "application/json"}
+        )
+        response = await api.client.post(wa.webhook, data=data, headers=sent)
+        assert response.status == 401, signature
+    unknown = f"/api/v1/webhooks/whatsapp/{uuid.uuid4()}"
+    assert (await post_webhook(api, unknown, signed_bytes))[0] == 401
+    # The genuine bytes, properly signed, get through; only then is the message stored.
+    assert (await post_webhook(api, wa.webhook, signed_bytes))[0] == 200
+    agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent_socket.join(conversation_id)
+    stored = await agent_socket.expect("message", within=10)
+    assert stored["body"] == 'नमस्ते 🙏 \u2028 "hi"'
+    assert [m["external_id"] for m in await history(api, wa, conversation_id)] == ["wamid.forged"]
+    await agent_socket.close()
+
+
+# ---- customers' messages ------------------------------------------------------------------------
+
+
+async def test_a_signed_message_reaches_the_agents_socket_once_in_the_customers_conversation(
+    api: Api,
+) -> None:
+    wa = await whatsapp_tenant(api)
+    customer_id, conversation_id = await customer_conversation(api, wa)
+    agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent_socket.join(conversation_id)
+    first = raw(webhook_body([text("wamid.A1", CUSTOMER_WA_ID, "when is my premium due?")]))
+    assert await post_webhook(api, wa.webhook, first) == (200, "ok")
+    message = await agent_socket.expect("message", within=10)
+    assert message["conversation_id"] == conversation_id
+    assert (message["seq"], message["body"]) == (1, "when is my premium due?")
+    assert (message["channel"], message["sender_type"]) == ("whatsapp", "customer")
+    assert message["sender_id"] is None
+    assert message["external_id"] == "wamid.A1"
+    # Meta redelivers: the same body twice more, then a new message from the same customer.
+    assert (await post_webhook(api, wa.webhook, first))[0] == 200
+    assert (await post_webhook(api, wa.webhook, first))[0] == 200
+    second = raw(webhook_body([text("wamid.A2", CUSTOMER_WA_ID, "thanks", 1_760_000_100)]))
+    assert (await post_webhook(api, wa.webhook, second))[0] == 200
+    following = await agent_socket.expect("message", within=10)
+    assert (following["seq"], following["external_id"]) == (2, "wamid.A2")
+    stored = await history(api, wa, conversation_id)
+    assert [(m["seq"], m["external_id"]) for m in stored] == [(1, "wamid.A1"), (2, "wamid.A2")]
+    _, customers = await api.call(
+        "GET", "/api/v1/customers", token=wa.agent.access_token, expect=200
+    )
+    assert [c["id"] for c in customers["data"]["items"]] == [customer_id]
+    await agent_socket.close()
+
+
+async def test_one_senders_messages_keep_metas_order_within_a_batch(api: Api) -> None:
+    wa = await whatsapp_tenant(api)
+    _, conversation_id = await customer_conversation(api, wa)
+    later = text("wamid.B2", CUSTOMER_WA_ID, "second", 1_760_000_050)
+    earlier = text("wamid.B1", CUSTOMER_WA_ID, "first", 1_760_000_040)
+    other = text("wamid.C1", "919811111111", "someone new", 1_760_000_045)
+    body = webhook_body([later, other, earlier], names={"919811111111": "Meena Iyer"})
+    assert (await post_webhook(api, wa.webhook, raw(body)))[0] == 200
+    agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent_socket.join(conversation_id)
+    got = [await agent_socket.expect("message", within=10) for _ in range(2)]
+    assert [m["body"] for m in got] == ["first", "second"]
+    # A number nobody knows becomes a customer of the default agent, with its own conversation.
+    _, customers = await api.call(
+        "GET", "/api/v1/customers?q=Meena", token=wa.agent.access_token, expect=200
+    )
+    (meena,) = customers["data"]["items"]
+    assert (meena["phone"], meena["agent_id"]) == ("+919811111111", wa.agent.user_id)
+    _, conversations = await api.call(
+        "GET", "/api/v1/conversations", token=wa.agent.access_token, expect=200
+    )
+    hers = [c for c in conversations["data"] if c["customer_id"] == meena["id"]]
+    assert len(hers) == 1
+    assert [m["body"] for m in await history(api, wa, hers[0]["id"])] == ["someone new"]
+    await agent_socket.close()
+
+
+async def test_items_for_another_business_number_are_dropped(api: Api) -> None:
+    wa = await whatsapp_tenant(api)
+    _, conversation_id = await customer_conversation(api, wa)
+    foreign = webhook_body(
+        [text("wamid.X1", CUSTOMER_WA_ID, "not for you")], phone_number_id="999999999999"
+    )
+    assert (await post_webhook(api, wa.webhook, raw(foreign)))[0] == 200
+    ours = webhook_body([text("wamid.X2", CUSTOMER_WA_ID, "for you")])
+    assert (await post_webhook(api, wa.webhook, raw(ours)))[0] == 200
+    agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent_socket.join(conversation_id)
+    arrived = await agent_socket.expect("message", within=10)
+    assert arrived["body"] == "for you"
+    assert [m["body"] for m in await history(api, wa, conversation_id)] == ["for you"]
+    metrics = await (await api.client.get("/metrics")).text()
+    assert (
+        'mitra_whatsapp_webhook_items_total{kind="message",outcome="foreign_number"} 1' in metrics
+    )
+    await agent_socket.close()
+
+
+async def test_a_signed_body_that_is_not_a_webhook_is_a_400_naming_why(api: Api) -> None:
+    wa = await whatsapp_tenant(api)
+    status, answer = await post_webhook(api, wa.webhook, b'{"entry": "nope"}')
+    assert status == 400
+    assert "entry" in json.loads(answer)["errors"][0]["message"]
