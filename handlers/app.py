@@ -60,7 +60,14 @@ from handlers.middlewares import MIDDLEWARES
 from mitra import migrate
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
-from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
+from mitra.auth import (
+    AuthService,
+    Lockout,
+    LogNotifier,
+    Notifier,
+    PasswordHasher,
+    TokenCodec,
+)
 from mitra.auth.sessions import SessionCache
 from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
@@ -137,6 +144,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         raise RuntimeError("the database schema is not at the latest revision: run `mitra migrate`")
     hasher = PasswordHasher(settings.auth)
     app[DATABASE] = database
+    # One lockout for login and for profile changes, so their wrong passwords add up.
+    lockout = Lockout(settings.auth, app[NOTIFIER])
     auth = AuthService(
         database,
         settings.auth,
@@ -146,10 +155,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         sessions=SessionCache(
             settings.auth.session_cache_seconds, settings.auth.session_cache_size
         ),
+        lockout=lockout,
     )
     app[AUTH] = auth
     app[ACCOUNTS] = AccountService(
-        database, settings.auth, hasher, sessions_revoked=auth.revoked_here
+        database, settings.auth, hasher, sessions_revoked=auth.revoked_here, lockout=lockout
     )
     app[CUSTOMERS] = CustomerService(database)
     app[POLICIES] = PolicyService(database)
