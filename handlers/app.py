@@ -48,6 +48,7 @@ from handlers.keys import (
     MESSAGE_WRITER,
     METRICS,
     METRICS_COLLECTORS,
+    METRICS_GUARD,
     NOTIFIER,
     OUTBOX,
     POLICIES,
@@ -56,6 +57,7 @@ from handlers.keys import (
     STREAMS,
     ReadinessCheck,
 )
+from handlers.metrics_access import MetricsGuard
 from handlers.middlewares import MIDDLEWARES
 from mitra import migrate
 from mitra.accounts import AccountService
@@ -102,6 +104,7 @@ def create_app(
     registry = Registry()
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
+    app[METRICS_GUARD] = MetricsGuard(settings.metrics)
     app[READINESS_CHECKS] = {}
     app[METRICS_COLLECTORS] = [app[HTTP_METRICS].publish]
     app.cleanup_ctx.append(_database)

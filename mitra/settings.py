@@ -6,6 +6,7 @@ keeps the two in agreement. A bad value stops start-up with one line naming the 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from pydantic import (
 
 DEV_JWT_SECRET = "mitra-development-secret-do-not-use-in-production"  # noqa: S105
 ENV_PREFIX = "MITRA_"
+MIN_METRICS_TOKEN_CHARS = 32
 
 
 class _Section(BaseModel):
@@ -176,6 +178,28 @@ class LoggingSettings(_Section):
     format: Literal["json", "text"] = "json"
 
 
+class MetricsSettings(_Section):
+    # repr=False: a bearer token must not reach a log line through a settings dump.
+    token: str = Field("", repr=False)
+    allowed_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"expected addresses or networks such as 10.0.0.0/8, not {item!r}"
+                ) from None
+        return value
+
+    @property
+    def is_open(self) -> bool:
+        return not (self.token or self.allowed_networks)
+
+
 class NotifierSettings(_Section):
     backend: Literal["log"] = "log"
 
@@ -194,6 +218,7 @@ class Settings(BaseModel):
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @property
     def is_production(self) -> bool:
@@ -306,4 +331,16 @@ def check_production(settings: Settings) -> None:
     if "*" in settings.server.allowed_hosts:
         raise SettingsError(
             "invalid setting server.allowed_hosts: '*' is development-only; list the host names"
+        )
+    metrics = settings.metrics
+    if metrics.is_open:
+        raise SettingsError(
+            "invalid setting metrics.token: /metrics would be open to anyone in production;"
+            " set MITRA_METRICS_TOKEN or metrics.allowed_networks"
+        )
+    # The message never includes the token: it is a secret, and this line goes to the log.
+    if metrics.token and len(metrics.token) < MIN_METRICS_TOKEN_CHARS:
+        raise SettingsError(
+            f"invalid setting metrics.token: expected at least {MIN_METRICS_TOKEN_CHARS}"
+            " characters in production"
         )
