@@ -51,6 +51,7 @@ from handlers.keys import (
     MESSAGE_WRITER,
     METRICS,
     METRICS_COLLECTORS,
+    METRICS_GUARD,
     NOTIFIER,
     OUTBOX,
     POLICIES,
@@ -62,12 +63,20 @@ from handlers.keys import (
     WHATSAPP_SETUP,
     ReadinessCheck,
 )
+from handlers.metrics_access import MetricsGuard
 from handlers.middlewares import MIDDLEWARES
 from handlers.webhooks import whatsapp as whatsapp_webhooks
 from mitra import migrate
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
-from mitra.auth import AuthService, LogNotifier, Notifier, PasswordHasher, TokenCodec
+from mitra.auth import (
+    AuthService,
+    Lockout,
+    LogNotifier,
+    Notifier,
+    PasswordHasher,
+    TokenCodec,
+)
 from mitra.auth.sessions import SessionCache
 from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
@@ -106,6 +115,7 @@ def create_app(
     registry = Registry()
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
+    app[METRICS_GUARD] = MetricsGuard(settings.metrics)
     app[READINESS_CHECKS] = {}
     app[METRICS_COLLECTORS] = [app[HTTP_METRICS].publish]
     app.cleanup_ctx.append(_database)
@@ -151,6 +161,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         raise RuntimeError("the database schema is not at the latest revision: run `mitra migrate`")
     hasher = PasswordHasher(settings.auth)
     app[DATABASE] = database
+    # One lockout for login and for profile changes, so their wrong passwords add up.
+    lockout = Lockout(settings.auth, app[NOTIFIER])
     auth = AuthService(
         database,
         settings.auth,
@@ -160,10 +172,11 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
         sessions=SessionCache(
             settings.auth.session_cache_seconds, settings.auth.session_cache_size
         ),
+        lockout=lockout,
     )
     app[AUTH] = auth
     app[ACCOUNTS] = AccountService(
-        database, settings.auth, hasher, sessions_revoked=auth.revoked_here
+        database, settings.auth, hasher, sessions_revoked=auth.revoked_here, lockout=lockout
     )
     app[CUSTOMERS] = CustomerService(database)
     app[POLICIES] = PolicyService(database)

@@ -61,12 +61,14 @@ async def register(request: web.Request) -> web.Response:
 @routes.post("/api/v1/auth/login")
 @operation(
     "Log in with email or phone number",
-    description="Answers with tokens, or with an MFA challenge when the account has MFA on.",
+    description="Answers with tokens, or with an MFA challenge when the account has MFA on. A"
+    " locked account answers 401 `invalid credentials`, as a wrong password or an unknown"
+    " account does; its owner is told of the lock by email.",
     tags=TAGS,
     auth=False,
     body=LoginRequest,
     response=TokenResponse | MfaRequiredResponse,
-    errors=(401, 423, 429),
+    errors=(401, 429),
 )
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginRequest)

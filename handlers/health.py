@@ -8,7 +8,7 @@ from aiohttp import web
 from aioprometheus.renderer import render
 
 from handlers.envelope import failure, ok
-from handlers.keys import METRICS, METRICS_COLLECTORS, READINESS_CHECKS
+from handlers.keys import METRICS, METRICS_COLLECTORS, METRICS_GUARD, READINESS_CHECKS
 from handlers.openapi import RawResponse, operation
 from handlers.schemas.common import HealthResponse, ReadyResponse
 from mitra.errors import FieldError
@@ -58,11 +58,16 @@ async def ready(request: web.Request) -> web.Response:
 @routes.get("/metrics")
 @operation(
     "Prometheus metrics",
+    description="Open in development. When `metrics.token` is set, send it as"
+    " `Authorization: Bearer <token>` (401 without it); a peer address inside"
+    " `metrics.allowed_networks` needs no token (403 outside them when no token is set).",
     tags=("operations",),
     auth=False,
     raw=RawResponse("text/plain", {"type": "string"}, "Prometheus text exposition"),
+    errors=(401, 403),
 )
 async def metrics(request: web.Request) -> web.Response:
+    request.app[METRICS_GUARD].check(request)
     for collect in request.app[METRICS_COLLECTORS]:
         collect()
     body, headers = render(request.app[METRICS], request.headers.getall("Accept", []))

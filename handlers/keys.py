@@ -11,6 +11,7 @@ from actors import ActorSystem
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
 from handlers.chat_hub import SocketHub
+from handlers.metrics_access import MetricsGuard
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, Notifier
@@ -41,6 +42,7 @@ POLICIES = web.AppKey("policies", PolicyService)
 OPENAPI_DOCUMENT = web.AppKey("openapi_document", bytes)
 METRICS = web.AppKey("metrics_registry", Registry)
 HTTP_METRICS = web.AppKey("http_metrics", HttpMetrics)
+METRICS_GUARD = web.AppKey("metrics_guard", MetricsGuard)
 STREAMS = web.AppKey("streams", Streams)
 OUTBOX = web.AppKey("outbox_relay", OutboxRelay)
 ANALYTICS = web.AppKey("analytics", AnalyticsService)

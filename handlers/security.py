@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 
+from handlers.bearer import bearer_token
 from handlers.keys import AUTH, SETTINGS
 from mitra.auth import Principal
 from mitra.auth.service import ClientInfo
@@ -20,11 +21,10 @@ async def authenticate(request: web.Request) -> Principal:
     """The caller's principal from `Authorization: Bearer`, resolved once per request."""
     if PRINCIPAL in request:
         return request[PRINCIPAL]
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = bearer_token(request)
+    if not token:
         raise Unauthorized("missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-    principal = await request.app[AUTH].authenticate(token.strip())
+    principal = await request.app[AUTH].authenticate(token)
     request[PRINCIPAL] = principal
     update_context(user_id=str(principal.user_id), tenant_id=str(principal.tenant_id))
     return principal

@@ -30,10 +30,13 @@ async def get_me(request: web.Request) -> web.Response:
 @routes.patch("/api/v1/users/me")
 @operation(
     "Change the caller's profile, MFA or password",
+    description="Changing the email, phone number or password, or turning MFA off, needs"
+    " `current_password`. Wrong guesses count toward the lockout the login uses; a locked"
+    " account answers 423 with `locked_until`.",
     tags=TAGS,
     body=UpdateMeRequest,
     response=UserResponse,
-    errors=(409,),
+    errors=(409, 423),
 )
 async def update_me(request: web.Request) -> web.Response:
     principal = await authenticate(request)

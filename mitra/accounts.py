@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mitra.auth.lockout import Lockout, locked
 from mitra.auth.passwords import PasswordHasher
 from mitra.auth.principal import Principal
 from mitra.auth.revocation import emit_revoked
@@ -38,6 +39,7 @@ class NewUser:
 class ProfileChanges:
     first_name: str | None = None
     last_name: str | None = None
+    email: str | None = None
     phone_number: str | None = None
     mfa_enabled: bool | None = None
     current_password: str | None = None
@@ -54,13 +56,16 @@ class AccountService:
         hasher: PasswordHasher,
         *,
         sessions_revoked: Callable[[Iterable[uuid.UUID]], None] | None = None,
+        lockout: Lockout | None = None,
     ) -> None:
         """`sessions_revoked` hears of the sessions a password change ended, after the commit
-        (the app passes `AuthService.revoked_here`, which evicts them from the session cache)."""
+        (the app passes `AuthService.revoked_here`, which evicts them from the session cache).
+        `lockout` is the login's, so wrong current passwords count toward the same lock."""
         self._db = database
         self._settings = settings
         self._hasher = hasher
         self._sessions_revoked = sessions_revoked
+        self._lockout = lockout or Lockout(settings)
 
     async def create_tenant(self, slug: str, name: str, admin: NewUser) -> tuple[Tenant, User]:
         if not SLUG_PATTERN.match(slug):
@@ -125,16 +130,35 @@ class AccountService:
         return user
 
     async def update_profile(self, principal: Principal, changes: ProfileChanges) -> User:
+        """Apply `changes`; those that would let a holder of a stolen access token take the
+        account over (email, phone, MFA off, password) need the current password first."""
         async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
             user = await session.get(User, principal.user_id)
             if user is None:
                 raise NotFound("user not found")
+            email = _email(changes.email) if changes.email is not None else user.email
+            phone = (
+                _phone(changes.phone_number)
+                if changes.phone_number is not None
+                else user.phone_number
+            )
+            sensitive = (
+                email != user.email
+                or phone != user.phone_number
+                or (changes.mfa_enabled is False and user.mfa_enabled)
+                or changes.new_password is not None
+            )
+            if sensitive:
+                # Before any change is applied: a wrong guess commits its count, nothing else.
+                await self._prove_password(session, user, changes.current_password)
             if changes.first_name is not None:
                 user.first_name = _name(changes.first_name, "first_name")
             if changes.last_name is not None:
                 user.last_name = _name(changes.last_name, "last_name")
-            if changes.phone_number is not None:
-                user.phone_number = _phone(changes.phone_number)
+            if email != user.email:
+                user.email = email
+            if phone != user.phone_number:
+                user.phone_number = phone
             if changes.mfa_enabled is not None:
                 user.mfa_enabled = changes.mfa_enabled
             revoked: set[uuid.UUID] = set()
@@ -150,15 +174,31 @@ class AccountService:
                 self._sessions_revoked(revoked)
         return user
 
+    async def _prove_password(
+        self, session: AsyncSession, user: User, current_password: str | None
+    ) -> None:
+        """The caller knows the account's password, or the change is refused (and counted)."""
+        now = utcnow()
+        if self._lockout.is_locked(user, now):
+            assert user.locked_until is not None
+            raise locked(user.locked_until)
+        if not current_password:
+            raise InvalidInput.for_field(
+                "current_password",
+                "is required to change the email, phone number, password or to turn MFA off",
+            )
+        if not await self._hasher.verify(user.password_hash, current_password):
+            until = await self._lockout.record_failure(session, user, now)
+            if until is not None:
+                raise locked(until)
+            raise InvalidInput.for_field("current_password", "is wrong")
+        user.failed_login_count = 0
+
     async def _change_password(
         self, session: AsyncSession, user: User, principal: Principal, changes: ProfileChanges
     ) -> set[uuid.UUID]:
         """Set the new password; end the user's other sessions and return their ids."""
         assert changes.new_password is not None
-        if not changes.current_password or not await self._hasher.verify(
-            user.password_hash, changes.current_password
-        ):
-            raise InvalidInput.for_field("current_password", "is wrong")
         validate_password(changes.new_password, self._settings, email=user.email)
         user.password_hash = await self._hasher.hash(changes.new_password)
         now = utcnow()
@@ -181,7 +221,7 @@ class AccountService:
         return revoked
 
     async def _add_user(self, session: AsyncSession, tenant_id: uuid.UUID, new: NewUser) -> User:
-        email = new.email.strip().lower()
+        email = _email(new.email)
         validate_password(new.password, self._settings, email=email)
         user = User(
             id=uuid.uuid4(),
@@ -204,6 +244,10 @@ class AccountService:
 def _duplicate() -> Conflict:
     # Which of the two collided is not said: that would tell a stranger who has an account.
     return Conflict("an account with this email or phone number exists")
+
+
+def _email(value: str) -> str:
+    return value.strip().lower()
 
 
 def _name(value: str, field: str) -> str:

@@ -7,6 +7,7 @@ keeps the two in agreement. A bad value stops start-up with one line naming the 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 import re
 import tomllib
@@ -28,6 +29,7 @@ DEV_JWT_SECRET = "mitra-development-secret-do-not-use-in-production"  # noqa: S1
 ENV_PREFIX = "MITRA_"
 # 32 bytes, base64: encrypts provider credentials on a laptop; production refuses it.
 DEV_SECRETS_KEY = "bWl0cmEtZGV2ZWxvcG1lbnQta2V5LWRvLW5vdC11c2U="
+MIN_METRICS_TOKEN_CHARS = 32
 
 
 class _Section(BaseModel):
@@ -202,6 +204,28 @@ class WhatsAppSettings(_Section):
     request_timeout_seconds: float = Field(10.0, gt=0)
 
 
+class MetricsSettings(_Section):
+    # repr=False: a bearer token must not reach a log line through a settings dump.
+    token: str = Field("", repr=False)
+    allowed_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"expected addresses or networks such as 10.0.0.0/8, not {item!r}"
+                ) from None
+        return value
+
+    @property
+    def is_open(self) -> bool:
+        return not (self.token or self.allowed_networks)
+
+
 class NotifierSettings(_Section):
     backend: Literal["log"] = "log"
 
@@ -222,6 +246,7 @@ class Settings(BaseModel):
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     integrations: IntegrationsSettings = Field(default_factory=IntegrationsSettings)
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
 
     @property
     def is_production(self) -> bool:
@@ -345,4 +370,16 @@ def check_production(settings: Settings) -> None:
     if "*" in settings.server.allowed_hosts:
         raise SettingsError(
             "invalid setting server.allowed_hosts: '*' is development-only; list the host names"
+        )
+    metrics = settings.metrics
+    if metrics.is_open:
+        raise SettingsError(
+            "invalid setting metrics.token: /metrics would be open to anyone in production;"
+            " set MITRA_METRICS_TOKEN or metrics.allowed_networks"
+        )
+    # The message never includes the token: it is a secret, and this line goes to the log.
+    if metrics.token and len(metrics.token) < MIN_METRICS_TOKEN_CHARS:
+        raise SettingsError(
+            f"invalid setting metrics.token: expected at least {MIN_METRICS_TOKEN_CHARS}"
+            " characters in production"
         )

@@ -1,5 +1,6 @@
 """Accounts and authentication: passwords, tokens, sessions, MFA, resets and rate limits."""
 
+from mitra.auth.lockout import Lockout
 from mitra.auth.notifier import LogNotifier, Notification, Notifier
 from mitra.auth.passwords import PasswordHasher
 from mitra.auth.principal import Principal
@@ -11,6 +12,7 @@ from mitra.auth.tokens import TokenClaims, TokenCodec, TokenKind
 
 __all__ = [
     "AuthService",
+    "Lockout",
     "LogNotifier",
     "LoginResult",
     "MfaChallengeIssued",

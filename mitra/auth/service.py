@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from mitra.auth.lockout import Lockout
 from mitra.auth.notifier import Notification, Notifier
 from mitra.auth.passwords import PasswordHasher
 from mitra.auth.principal import Principal
@@ -24,7 +25,7 @@ from mitra.auth.revocation import emit_revoked
 from mitra.auth.sessions import RevocationListener, SessionCache
 from mitra.auth.tokens import TokenClaims, TokenCodec, TokenKind
 from mitra.db import Database, Scope, UnitOfWork, tenant_scoped, utcnow
-from mitra.errors import InvalidInput, Locked, Unauthorized
+from mitra.errors import InvalidInput, Unauthorized
 from mitra.models import AuthSession, OtpChallenge, PasswordResetToken, RefreshToken, Tenant, User
 from mitra.phones import to_e164
 from mitra.settings import AuthSettings
@@ -92,12 +93,14 @@ class AuthService:
         notifier: Notifier,
         *,
         sessions: SessionCache | None = None,
+        lockout: Lockout | None = None,
     ) -> None:
         self._db = database
         self._settings = settings
         self._hasher = hasher
         self._tokens = tokens
         self._notifier = notifier
+        self._lockout = lockout or Lockout(settings, notifier)
         self._verified: dict[str, tuple[TokenClaims, float]] = {}
         self.sessions = sessions or SessionCache(
             settings.session_cache_seconds, settings.session_cache_size
@@ -115,12 +118,13 @@ class AuthService:
         now = utcnow()
         async with self._db.session(Scope.system()) as session:
             user = await self._find_by_identifier(session, account_key)
-            if user is not None and user.locked_until is not None and user.locked_until > now:
-                raise _locked(user.locked_until)
+            # A locked account answers as a wrong password does, after the same hashing work: a
+            # distinct answer (or a quicker one) would tell a stranger that the account exists.
+            locked = user is not None and self._lockout.is_locked(user, now)
             ok = await self._hasher.verify(user.password_hash if user else None, password)
-            if user is None or not ok:
-                if user is not None:
-                    await self._record_failure(session, user, now)
+            if user is None or locked or not ok:
+                if user is not None and not locked:
+                    await self._lockout.record_failure(session, user, now)
                 raise Unauthorized(INVALID_CREDENTIALS)
             if not user.is_active or not await self._tenant_active(session, user.tenant_id):
                 raise Unauthorized("account disabled")
@@ -150,27 +154,6 @@ class AuthService:
     async def _tenant_active(self, session: AsyncSession, tenant_id: uuid.UUID) -> bool:
         tenant = await session.get(Tenant, tenant_id)
         return tenant is not None and tenant.is_active
-
-    async def _record_failure(self, session: AsyncSession, user: User, now: datetime) -> None:
-        # One atomic UPDATE, so concurrent wrong guesses on two instances all count.
-        result = await session.execute(
-            update(User)
-            .where(User.id == user.id)
-            .values(failed_login_count=User.failed_login_count + 1)
-            .returning(User.failed_login_count)
-        )
-        failures = result.scalar_one()
-        if failures >= self._settings.max_failed_logins:
-            locked_until = now + timedelta(seconds=self._settings.lockout_seconds)
-            await session.execute(
-                update(User)
-                .where(User.id == user.id)
-                .values(failed_login_count=0, locked_until=locked_until)
-            )
-            await session.commit()
-            log.warning("account locked", extra={"fields": {"user_id": str(user.id)}})
-            raise _locked(locked_until)
-        await session.commit()
 
     # -- MFA ---------------------------------------------------------------------------------
 
@@ -550,10 +533,4 @@ def _load_principal(session: Session, claims: TokenClaims) -> Principal:
     assert claims.session_id is not None
     return Principal(
         user_id=user_id, tenant_id=tenant_id, role=role, session_id=claims.session_id, email=email
-    )
-
-
-def _locked(until: datetime) -> Locked:
-    return Locked(
-        f"account locked until {until.isoformat()}", extra={"locked_until": until.isoformat()}
     )

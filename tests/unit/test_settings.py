@@ -98,11 +98,13 @@ def test_unknown_key_in_a_file_is_named(tmp_path: Path) -> None:
         load_settings(config, environ={})
 
 
+METRICS_TOKEN = "m" * 40
 PRODUCTION = {
     "MITRA_SERVER_ENV": "production",
     "MITRA_INTEGRATIONS_SECRETS_KEY": base64.b64encode(b"k" * 32).decode(),
     "MITRA_SERVER_SEED_DEMO": "false",
     "MITRA_SERVER_ALLOWED_HOSTS": "mitra.example.com",
+    "MITRA_METRICS_TOKEN": METRICS_TOKEN,
 }
 
 
@@ -115,6 +117,8 @@ PRODUCTION = {
         ({"MITRA_SERVER_ALLOWED_HOSTS": "*"}, "server.allowed_hosts"),
         ({"MITRA_AUTH_JWT_ALGORITHM": "RS256"}, "auth.jwt_private_key_file"),
         ({"MITRA_INTEGRATIONS_SECRETS_KEY": DEV_SECRETS_KEY}, "integrations.secrets_key"),
+        ({"MITRA_METRICS_TOKEN": ""}, "metrics.token"),
+        ({"MITRA_METRICS_TOKEN": "too-short-token"}, "metrics.token"),
     ],
 )
 def test_production_refuses_development_defaults(override: dict[str, str], key: str) -> None:
@@ -135,6 +139,33 @@ def test_production_starts_with_real_values() -> None:
     assert settings.is_production
 
 
+def test_production_metrics_may_be_guarded_by_networks_alone() -> None:
+    environ = {
+        **PRODUCTION,
+        "MITRA_AUTH_JWT_SECRET": STRONG_SECRET,
+        "MITRA_METRICS_TOKEN": "",
+        "MITRA_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8, 192.0.2.7",
+    }
+    assert load_settings(environ=environ).metrics.allowed_networks == ["10.0.0.0/8", "192.0.2.7"]
+
+
+def test_a_bad_network_is_named() -> None:
+    with pytest.raises(SettingsError, match=r"invalid setting metrics\.allowed_networks"):
+        load_settings(environ={"MITRA_METRICS_ALLOWED_NETWORKS": "10.0.0.0/8,intranet"})
+
+
+def test_the_metrics_token_never_shows_in_an_error_or_a_repr() -> None:
+    short = "short-but-secret-token"
+    environ = {**PRODUCTION, "MITRA_AUTH_JWT_SECRET": STRONG_SECRET, "MITRA_METRICS_TOKEN": short}
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ=environ)
+    assert "metrics.token" in str(caught.value)
+    assert short not in str(caught.value)
+    settings = load_settings(environ={"MITRA_METRICS_TOKEN": short})
+    assert short not in repr(settings)
+    assert short not in str(settings)
+
+
 def test_env_var_mapping() -> None:
     assert setting_for_env_var("MITRA_AUTH_JWT_SECRET") == ("auth", "jwt_secret")
     assert setting_for_env_var("MITRA_ACTORS_IDLE_TIMEOUT_SECONDS") == (
@@ -153,7 +184,12 @@ def test_docker_compose_sets_only_real_settings() -> None:
         if name.startswith(("mitra", "migrate")):
             assert environment, f"{name} has no MITRA_* configuration"
         variables |= {key for key in environment if key.startswith("MITRA_")}
-    assert {"MITRA_DATABASE_URL", "MITRA_STREAMS_URL", "MITRA_AUTH_JWT_SECRET"} <= variables
+    assert {
+        "MITRA_DATABASE_URL",
+        "MITRA_STREAMS_URL",
+        "MITRA_AUTH_JWT_SECRET",
+        "MITRA_METRICS_TOKEN",
+    } <= variables
     unknown = sorted(v for v in variables if setting_for_env_var(v) is None)
     assert unknown == []
     app_services = [name for name in compose["services"] if name.startswith("mitra-")]
