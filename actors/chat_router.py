@@ -23,6 +23,7 @@ from actors.chat import ChatActors
 from actors.conversation import SendMessage
 from mitra.chat import MessageRefused, StoredMessage, WriteRejected
 from mitra.errors import ActorTimeout, MitraError, NotFound, Unavailable
+from mitra.whatsapp.window import OutsideWindow
 from streams.base import RetryPolicy, Streams, Subscription
 from streams.envelope import Event
 from streams.murmur2 import partition_for
@@ -214,6 +215,7 @@ def _reply_key(payload: dict[str, Any]) -> dict[str, Any]:
 # Rejections the origin answers as the owner would have (status and code), not as a 500.
 _REJECTIONS: dict[str, type[MitraError]] = {
     NotFound.code: NotFound,
+    OutsideWindow.code: OutsideWindow,
     MessageRefused.code: MessageRefused,
     WriteRejected.code: WriteRejected,
 }

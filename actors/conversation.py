@@ -13,6 +13,7 @@ import logging
 import uuid
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from actors.pool import Activation, ActorPool
@@ -21,8 +22,9 @@ from actors.tenant import ConversationActivated, ConversationPassivated
 from mitra.chat import ConversationService, MessageWriter, PendingMessage, StoredMessage
 from mitra.chat.conversations import DEDUPE_WINDOW
 from mitra.db import utcnow
-from mitra.errors import ActorUnavailable, NotFound
+from mitra.errors import ActorUnavailable, InvalidInput, NotFound
 from mitra.ids import new_id
+from mitra.whatsapp.window import OutsideWindow, within_window
 
 log = logging.getLogger("mitra.actors.conversation")
 
@@ -32,12 +34,16 @@ _ClientKey = tuple[uuid.UUID | None, str]
 _Ack = concurrent.futures.Future[StoredMessage]
 
 
+AUTO_CHANNEL = "auto"
+"""A member's message goes where the customer last wrote: WhatsApp or the app."""
+
+
 @dataclass(frozen=True)
 class SendMessage:
     sender_id: uuid.UUID | None
     client_msg_id: str
     body: str
-    channel: str = "app"
+    channel: str = "app"  # or "whatsapp", or AUTO_CHANNEL
     direction: str = "outbound"
     sender_type: str = "user"
     # The provider's id (a wamid): a redelivery of it is the same message, stored once.
@@ -82,6 +88,10 @@ class ConversationActor(BridgedActor):
         self._tenants = tenants
         self._exists = True
         self._members: frozenset[uuid.UUID] = frozenset()
+        self._customer_id: uuid.UUID | None = None
+        self._customer_user_id: uuid.UUID | None = None
+        self._customer_channel: str | None = None
+        self._customer_whatsapp_at: datetime | None = None
         self._last_seq = 0
         self._generation = 0
         # (sender, client_msg_id) -> its first acceptance, newest last: the stored message once
@@ -118,6 +128,10 @@ class ConversationActor(BridgedActor):
             self._conversations.state(self.tenant_id, self.conversation_id), self._io_timeout
         )
         self._members = state.member_ids
+        self._customer_id = state.customer_id
+        self._customer_user_id = state.customer_user_id
+        self._customer_channel = state.customer_channel
+        self._customer_whatsapp_at = state.customer_whatsapp_at
         self._last_seq = state.last_seq
         self._recent.clear()
         self._pending.clear()
@@ -152,6 +166,8 @@ class ConversationActor(BridgedActor):
         if earlier is not None and not _failed(earlier):
             self._recent.move_to_end(key)
             return earlier
+        now = utcnow()
+        channel = self._route(send, now)
         self._last_seq += 1
         pending = PendingMessage(
             tenant_id=self.tenant_id,
@@ -162,8 +178,8 @@ class ConversationActor(BridgedActor):
                 sender_id=send.sender_id,
                 client_msg_id=send.client_msg_id,
                 body=send.body,
-                channel=send.channel,
-                sent_at=utcnow(),
+                channel=channel,
+                sent_at=now,
                 sender_type=send.sender_type,
                 external_id=send.external_id,
                 meta=send.meta,
@@ -178,6 +194,31 @@ class ConversationActor(BridgedActor):
         while len(self._recent) > DEDUPE_WINDOW:
             self._recent.popitem(last=False)
         return future
+
+    def _route(self, send: SendMessage, now: datetime) -> str:
+        """The channel this message is stored (and delivered) on; refuses a WhatsApp message
+        Meta would refuse, before it is numbered."""
+        from_customer = send.sender_type == "customer" or (
+            send.sender_id is not None and send.sender_id == self._customer_user_id
+        )
+        if from_customer:
+            # Only the WhatsApp consumer speaks for a customer on WhatsApp; their app is the app.
+            channel = send.channel if send.sender_type == "customer" else "app"
+            self._customer_channel = channel
+            if channel == "whatsapp":
+                self._customer_whatsapp_at = now
+            return channel
+        channel = send.channel
+        if channel == AUTO_CHANNEL:
+            outward = send.direction == "outbound" and self._customer_channel == "whatsapp"
+            channel = "whatsapp" if outward else "app"
+        if channel == "whatsapp" and send.direction == "outbound":
+            if self._customer_id is None:
+                raise InvalidInput.for_field("channel", "this conversation has no customer")
+            templated = send.meta is not None and "template" in send.meta
+            if not templated and not within_window(self._customer_whatsapp_at, now):
+                raise OutsideWindow()
+        return channel
 
     def _settle_pending(self) -> None:
         """Replace the acks that have resolved, oldest first, by what they resolved to."""

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import WSMsgType, web
 from pydantic import ValidationError
 
-from actors.conversation import SendMessage
+from actors.conversation import AUTO_CHANNEL, SendMessage
 from handlers.chat_frames import ack_frame, encode
 from handlers.chat_hub import CLOSE_UNAUTHENTICATED, ClientSocket
 from handlers.keys import AUTH, CHAT_HUB, CHAT_ROUTER, CONVERSATIONS, SETTINGS, STREAMS
@@ -204,7 +204,11 @@ class ChatSession:
     async def _send(self, send: SendFrame, ref: str) -> None:
         direction = "outbound" if self.principal.role.is_staff else "inbound"
         message = SendMessage(
-            self.principal.user_id, send.client_msg_id, send.body, "app", direction
+            self.principal.user_id,
+            send.client_msg_id,
+            send.body,
+            send.channel or AUTO_CHANNEL,
+            direction,
         )
         try:
             stored = await self.app[CHAT_ROUTER].send(

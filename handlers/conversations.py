@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from actors.conversation import SendMessage
+from actors.conversation import AUTO_CHANNEL, SendMessage
 from handlers.envelope import ok, utc_json
 from handlers.keys import CHAT_ROUTER, CONVERSATIONS, SETTINGS
 from handlers.openapi import operation
@@ -128,6 +128,12 @@ async def send_message(request: web.Request) -> web.Response:
     stored = await request.app[CHAT_ROUTER].send(
         principal.tenant_id,
         conversation_id,
-        SendMessage(principal.user_id, body.client_msg_id, body.body, "app", direction),
+        SendMessage(
+            principal.user_id,
+            body.client_msg_id,
+            body.body,
+            body.channel or AUTO_CHANNEL,
+            direction,
+        ),
     )
     return ok(MessageResponse.model_validate(asdict(stored)), message="accepted", status=201)

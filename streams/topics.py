@@ -49,24 +49,27 @@ class ChatEvent(Payload):
 
 
 class WhatsAppInbound(Payload):
-    """A verified message from Meta's webhook, de-duplicated by `wa_message_id` downstream."""
+    """One message or status from a verified Meta webhook (`mitra.whatsapp.webhook`), as Meta
+    sent it in `data`; de-duplicated by its wamid downstream."""
 
-    wa_message_id: str
-    from_phone: str
-    to_phone_number_id: str
-    kind: str
-    body: str | None = None
-    received_at: datetime
+    kind: Literal["message", "status"]
+    phone_number_id: str
+    wa_id: str
+    profile_name: str | None = None
+    data: dict[str, Any]
 
 
 class WhatsAppOutbound(Payload):
-    """A message to send to a customer through the WhatsApp Cloud API."""
+    """A stored member's message to send to the conversation's customer on WhatsApp (the
+    message as members see it, `StoredMessage.as_payload`)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     conversation_id: UUID
+    seq: int
     message_id: UUID
-    to_phone: str
-    body: str | None = None
-    template: str | None = None
+    body: str
+    meta: dict[str, Any] | None = None
 
 
 class PaymentEvent(Payload):
@@ -186,8 +189,9 @@ CHAT_EVENTS = Topic(
     "chat.events", "conversation id", 12, ChatEvent, "accepted messages, fanned out to sockets"
 )
 WHATSAPP_INBOUND = Topic(
-    "whatsapp.inbound", "customer phone (E.164)", 6, WhatsAppInbound, "verified Meta webhooks"
-)
+    "whatsapp.inbound", "customer's WhatsApp id (wa_id)", 6, WhatsAppInbound,
+    "verified Meta webhooks",
+)  # fmt: skip
 WHATSAPP_OUTBOUND = Topic(
     "whatsapp.outbound", "conversation id", 6, WhatsAppOutbound, "messages to send via Meta"
 )

@@ -44,9 +44,19 @@ class HistoryQuery(QueryModel):
     limit: int = Field(50, ge=1, le=200)
 
 
+SendChannel = Annotated[
+    Literal["app", "whatsapp"] | None,
+    Field(
+        description="where the message goes; left out, where the customer last wrote (WhatsApp "
+        "within Meta's 24-hour window, else refused with `outside_window`)"
+    ),
+]
+
+
 class SendMessageRequest(RequestModel):
     client_msg_id: ClientMsgId
     body: str = Field(min_length=1)
+    channel: SendChannel = None
 
 
 class MessageResponse(ResponseModel):
@@ -91,6 +101,7 @@ class SendFrame(_Frame):
     conversation_id: uuid.UUID
     client_msg_id: ClientMsgId
     body: str = Field(min_length=1)
+    channel: SendChannel = None
 
 
 class TypingFrame(_Frame):

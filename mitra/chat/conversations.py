@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, func, select, update
+from sqlalchemy import Uuid, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Select
@@ -102,6 +102,12 @@ class ConversationState:
     member_ids: frozenset[uuid.UUID]
     last_seq: int
     recent: tuple[StoredMessage, ...]
+    customer_id: uuid.UUID | None = None
+    # The customer's own account, when they have one: their app messages are the customer's too.
+    customer_user_id: uuid.UUID | None = None
+    # Where the customer last wrote ("app" or "whatsapp"), and when they last did on WhatsApp.
+    customer_channel: str | None = None
+    customer_whatsapp_at: datetime | None = None
 
 
 STAFF_ROLES = frozenset(role for role in Role if role.is_staff)
@@ -312,7 +318,8 @@ class ConversationService:
         should cost the event loop one hop each, not one per statement."""
 
         def read(session: Session) -> ConversationState:
-            if session.get(Conversation, conversation_id) is None:
+            conversation = session.get(Conversation, conversation_id)
+            if conversation is None:
                 raise NotFound("conversation not found")
             members = frozenset(
                 session.scalars(
@@ -323,7 +330,10 @@ class ConversationService:
             )
             recent = _messages_in(session, conversation_id, limit=DEDUPE_WINDOW)
             last_seq = recent[-1].seq if recent else 0
-            return ConversationState(conversation_id, tenant_id, members, last_seq, tuple(recent))
+            customer = _customer_side(session, conversation)
+            return ConversationState(
+                conversation_id, tenant_id, members, last_seq, tuple(recent), *customer
+            )
 
         return await self._db.read_sync(Scope.tenant(tenant_id), read)
 
@@ -405,6 +415,34 @@ def _messages_in(
 
 
 @functools.cache
+def _customer_side(
+    session: Session, conversation: Conversation
+) -> tuple[uuid.UUID | None, uuid.UUID | None, str | None, datetime | None]:
+    """The conversation's customer, their account, the channel they last wrote on and when
+    they last wrote on WhatsApp (for the 24-hour window)."""
+    if conversation.customer_id is None:
+        return None, None, None, None
+    user_id = session.scalar(
+        select(Customer.user_id).where(Customer.id == conversation.customer_id)
+    )
+    from_customer = Message.sender_type == "customer"
+    if user_id is not None:
+        from_customer = or_(from_customer, Message.sender_id == user_id)
+    in_conversation = Message.conversation_id == conversation.id
+    channel = session.scalar(
+        select(Message.channel)
+        .where(in_conversation, from_customer)
+        .order_by(Message.seq.desc())
+        .limit(1)
+    )
+    whatsapp_at = session.scalar(
+        select(func.max(Message.sent_at)).where(
+            in_conversation, Message.sender_type == "customer", Message.channel == "whatsapp"
+        )
+    )
+    return conversation.customer_id, user_id, channel, whatsapp_at
+
+
 def _summary_statement(among_ids: bool) -> Select[*tuple[Any, ...]]:
     """The caller's (`:viewer`) conversations (among `:ids`, when asked) with the last seq, the
     last message's time and the unread count as correlated subqueries on the

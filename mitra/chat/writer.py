@@ -44,6 +44,7 @@ from mitra.records import ANALYTICS_TOPIC
 log = logging.getLogger("mitra.chat.writer")
 
 CHAT_EVENTS_TOPIC = "chat.events"
+WHATSAPP_OUTBOUND_TOPIC = "whatsapp.outbound"
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 INSERT_MESSAGES = BulkInsert(
@@ -370,6 +371,12 @@ def _reject(message: PendingMessage, reason: str) -> None:
         message.done.set_exception(WriteRejected(reason))
 
 
+def _to_whatsapp(message: PendingMessage) -> bool:
+    # A member's message on the WhatsApp channel leaves through `whatsapp.outbound`, committed
+    # with the message: it is sent if and only if it is stored.
+    return message.stored.channel == "whatsapp" and message.direction == "outbound"
+
+
 def _by_conversation(batch: Batch) -> list[Batch]:
     groups: dict[uuid.UUID, Batch] = {}
     for message in batch:
@@ -399,7 +406,15 @@ def _message_row(message: PendingMessage, now: datetime) -> tuple[Any, ...]:
 
 def _outbox_rows(batch: Batch, now: datetime) -> list[tuple[Any, ...]]:
     rows = []
-    event_ids = iter(new_ids(2 * len(batch)))
+    to_whatsapp = [m for m in batch if _to_whatsapp(m)]
+    event_ids = iter(new_ids(2 * len(batch) + len(to_whatsapp)))
+    for message in to_whatsapp:
+        item = message.stored
+        conversation = str(item.conversation_id)
+        rows.append(
+            (next(event_ids), message.tenant_id, WHATSAPP_OUTBOUND_TOPIC, conversation,
+             "whatsapp.send", item.as_payload(), item.sent_at, None, now, now)
+        )  # fmt: skip
     for message in batch:
         item = message.stored
         tenant_id = message.tenant_id

@@ -20,6 +20,7 @@ from mitra.models.policies import (
     PolicyType,
     PremiumFrequency,
 )
+from mitra.models.whatsapp import WhatsAppSend
 
 __all__ = [
     "NO_AGENT",
@@ -42,4 +43,5 @@ __all__ = [
     "Tenant",
     "TenantIntegration",
     "User",
+    "WhatsAppSend",
 ]
