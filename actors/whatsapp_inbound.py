@@ -16,6 +16,7 @@ from actors.chat_router import ChatRouter
 from actors.conversation import SendMessage
 from mitra.errors import InvalidInput, MitraError, Unavailable
 from mitra.whatsapp.inbox import WhatsAppInbox
+from mitra.whatsapp.ledger import SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
 from mitra.whatsapp.render import client_msg_id, render
 from mitra.whatsapp.setup import WhatsAppSetup
@@ -34,15 +35,18 @@ class WhatsAppInboundConsumer:
     def __init__(
         self,
         streams: Streams,
+        *,
         setup: WhatsAppSetup,
         inbox: WhatsAppInbox,
         router: ChatRouter,
+        ledger: SendLedger,
         metrics: WhatsAppMetrics,
     ) -> None:
         self._streams = streams
         self._setup = setup
         self._inbox = inbox
         self._router = router
+        self._ledger = ledger
         self._metrics = metrics
         self._subscription: Subscription | None = None
 
@@ -61,9 +65,10 @@ class WhatsAppInboundConsumer:
 
     async def handle(self, event: Event) -> None:
         item = InboundItem.from_payload(event.payload)
-        if item.kind != "message":
-            return  # statuses of outbound messages: applied by the sender's side
         tenant_id = uuid.UUID(event.tenant_id)
+        if item.kind == "status":
+            await self._status(tenant_id, item)
+            return
         number = await self._setup.number(tenant_id)
         if number is None:
             # The integration was removed after the webhook was accepted.
@@ -98,6 +103,14 @@ class WhatsAppInboundConsumer:
                         exc.code)  # fmt: skip
             return
         self._count("stored")
+
+    async def _status(self, tenant_id: uuid.UUID, item: InboundItem) -> None:
+        errors = item.data.get("errors")
+        error = errors[0] if isinstance(errors, list) and errors else None
+        moved = await self._ledger.apply_status(
+            tenant_id, str(item.data["id"]), str(item.data["status"]), error
+        )
+        self._metrics.statuses.inc({"status": str(item.data["status"]), "applied": str(moved)})
 
     def _count(self, outcome: str) -> None:
         self._metrics.inbound.inc({"outcome": outcome})

@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 from aioprometheus.collectors import Registry
 
@@ -19,6 +20,7 @@ from actors import ActorSystem, RestartStrategy
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
 from actors.whatsapp_inbound import WhatsAppInboundConsumer
+from actors.whatsapp_sender import WhatsAppSender
 from handlers import (
     analytics,
     auth,
@@ -30,6 +32,7 @@ from handlers import (
     integrations,
     policies,
     users,
+    whatsapp,
 )
 from handlers.chat_hub import SocketHub
 from handlers.chat_metrics import ChatMetrics
@@ -58,7 +61,9 @@ from handlers.keys import (
     READINESS_CHECKS,
     SETTINGS,
     STREAMS,
+    WHATSAPP_GRAPH,
     WHATSAPP_INBOX,
+    WHATSAPP_LEDGER,
     WHATSAPP_METRICS,
     WHATSAPP_SETUP,
     ReadinessCheck,
@@ -85,8 +90,11 @@ from mitra.integrations import IntegrationService, SecretBox
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
+from mitra.whatsapp.graph import GraphClient
 from mitra.whatsapp.inbox import WhatsAppInbox
+from mitra.whatsapp.ledger import SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
+from mitra.whatsapp.pacing import Backoff, SendPacer
 from mitra.whatsapp.setup import WhatsAppSetup
 from streams import Streams
 from streams.analytics import AnalyticsConsumer
@@ -125,7 +133,7 @@ def create_app(
     app.cleanup_ctx.append(_analytics_consumer)
     app.cleanup_ctx.append(_actors)
     app.cleanup_ctx.append(_chat)
-    app.cleanup_ctx.append(_whatsapp_inbound)
+    app.cleanup_ctx.append(_whatsapp)
     app.on_shutdown.append(_close_sockets)
     for module in (
         health,
@@ -138,6 +146,7 @@ def create_app(
         analytics,
         integrations,
         whatsapp_webhooks,
+        whatsapp,
         docs,
     ):
         app.router.add_routes(module.routes)
@@ -186,6 +195,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[WHATSAPP_SETUP] = WhatsAppSetup(database, app[INTEGRATIONS])
     app[WHATSAPP_INBOX] = WhatsAppInbox(database)
     app[WHATSAPP_METRICS] = WhatsAppMetrics(app[METRICS])
+    app[WHATSAPP_LEDGER] = SendLedger(database)
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
@@ -319,15 +329,42 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
     await fanout.stop()
 
 
-async def _whatsapp_inbound(app: web.Application) -> AsyncIterator[None]:
-    """This instance's member of `whatsapp-inbound`: customers' messages into conversations."""
-    consumer = WhatsAppInboundConsumer(
-        app[STREAMS], app[WHATSAPP_SETUP], app[WHATSAPP_INBOX], app[CHAT_ROUTER],
-        app[WHATSAPP_METRICS],
-    )  # fmt: skip
-    await consumer.start()
+async def _whatsapp(app: web.Application) -> AsyncIterator[None]:
+    """This instance's members of `whatsapp-inbound` (customers' messages and Meta's statuses)
+    and `whatsapp-outbound` (members' messages to customers), over one HTTP client session."""
+    settings = app[SETTINGS].whatsapp
+    session = aiohttp.ClientSession()
+    app[WHATSAPP_GRAPH] = GraphClient(
+        session,
+        settings.graph_base_url,
+        settings.graph_version,
+        timeout_seconds=settings.request_timeout_seconds,
+    )
+    inbound = WhatsAppInboundConsumer(
+        app[STREAMS],
+        setup=app[WHATSAPP_SETUP],
+        inbox=app[WHATSAPP_INBOX],
+        router=app[CHAT_ROUTER],
+        ledger=app[WHATSAPP_LEDGER],
+        metrics=app[WHATSAPP_METRICS],
+    )
+    sender = WhatsAppSender(
+        app[STREAMS],
+        setup=app[WHATSAPP_SETUP],
+        ledger=app[WHATSAPP_LEDGER],
+        graph=app[WHATSAPP_GRAPH],
+        pacer=SendPacer(settings.send_rate_per_second, settings.send_burst),
+        metrics=app[WHATSAPP_METRICS],
+        backoff=Backoff(
+            settings.retry_base_seconds, settings.retry_cap_seconds, settings.retry_max_attempts
+        ),
+    )
+    await inbound.start()
+    await sender.start()
     yield
-    await consumer.stop()
+    await sender.stop()
+    await inbound.stop()
+    await session.close()
 
 
 async def _close_sockets(app: web.Application) -> None:

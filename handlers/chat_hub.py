@@ -38,7 +38,8 @@ CLOSE_SLOW_CONSUMER = 4008
 """The client fell behind; reconnect and join with the last seq seen."""
 
 MESSAGE_EVENT = "message.accepted"
-RELAYED_EVENTS = {"typing", "read", "presence"}
+# `status`: how far a WhatsApp message got (sent, delivered, read, failed), from Meta.
+RELAYED_EVENTS = {"typing", "read", "presence", "status"}
 # Past this many bytes waiting in a transport, frames queue behind the socket's writer task,
 # which waits for the peer (aiohttp's own flow control) instead of growing the buffer.
 TRANSPORT_HIGH_WATER = 64 * 1024

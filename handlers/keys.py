@@ -22,7 +22,9 @@ from mitra.integrations import IntegrationService
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
+from mitra.whatsapp.graph import GraphClient
 from mitra.whatsapp.inbox import WhatsAppInbox
+from mitra.whatsapp.ledger import SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
 from mitra.whatsapp.setup import WhatsAppSetup
 from streams import Streams
@@ -61,3 +63,5 @@ INTEGRATIONS = web.AppKey("integrations", IntegrationService)
 WHATSAPP_SETUP = web.AppKey("whatsapp_setup", WhatsAppSetup)
 WHATSAPP_INBOX = web.AppKey("whatsapp_inbox", WhatsAppInbox)
 WHATSAPP_METRICS = web.AppKey("whatsapp_metrics", WhatsAppMetrics)
+WHATSAPP_LEDGER = web.AppKey("whatsapp_ledger", SendLedger)
+WHATSAPP_GRAPH = web.AppKey("whatsapp_graph", GraphClient)

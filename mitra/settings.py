@@ -201,7 +201,11 @@ class WhatsAppSettings(_Section):
     graph_base_url: str = "https://graph.facebook.com"
     graph_version: str = Field("v21.0", pattern=r"^v\d+\.\d+$")
     send_rate_per_second: float = Field(80.0, gt=0)
+    send_burst: int = Field(10, ge=1)
     request_timeout_seconds: float = Field(10.0, gt=0)
+    retry_base_seconds: float = Field(0.5, gt=0)
+    retry_cap_seconds: float = Field(30.0, gt=0)
+    retry_max_attempts: int = Field(5, ge=1)
 
 
 class MetricsSettings(_Section):

@@ -277,6 +277,20 @@ class ConversationService:
                 )
             )
 
+    async def message_for_member(
+        self, principal: Principal, message_id: uuid.UUID
+    ) -> StoredMessage:
+        """One message, for a member of its conversation (404 for anyone else)."""
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            row = await session.get(Message, message_id)
+            if row is None:
+                raise NotFound("message not found")
+            try:
+                await self._require_member(session, principal, row.conversation_id)
+            except NotFound:
+                raise NotFound("message not found") from None
+            return stored(row)
+
     async def messages_since(
         self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, since_seq: int, limit: int
     ) -> list[StoredMessage]:

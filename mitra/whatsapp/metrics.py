@@ -23,6 +23,21 @@ class WhatsAppMetrics:
             "customers' messages by outcome (stored, duplicate, refused, no_integration)",
             registry=registry,
         )
+        self.statuses = Counter(
+            "mitra_whatsapp_statuses_total",
+            "Meta's statuses of sent messages, by status and whether they moved it forward",
+            registry=registry,
+        )
+        self.sends = Counter(
+            "mitra_whatsapp_sends_total",
+            "outbound messages by outcome (sent, failed, unknown, retried)",
+            registry=registry,
+        )
+        self.pacing = Counter(
+            "mitra_whatsapp_rate_limit_waits_total",
+            "sends that waited for their business number's rate limit",
+            registry=registry,
+        )
         self.meta_errors = Counter(
             "mitra_whatsapp_meta_errors_total",
             "errors Meta reported inside webhooks, by code",

@@ -1,0 +1,300 @@
+"""WhatsApp out: members' replies reach Meta's API once, within Meta's rules, and Meta's statuses
+move them forward on members' sockets. Meta is a local server speaking the Graph API."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select, update
+
+from actors.whatsapp_sender import WhatsAppSender
+from handlers.keys import (
+    CHAT,
+    DATABASE,
+    STREAMS,
+    WHATSAPP_GRAPH,
+    WHATSAPP_LEDGER,
+    WHATSAPP_METRICS,
+    WHATSAPP_SETUP,
+)
+from mitra.db import Scope, utcnow
+from mitra.models import Message, Role, WhatsAppSend
+from mitra.settings import Settings
+from mitra.whatsapp.pacing import SendPacer
+from streams.envelope import Event
+from tests.conftest import SettingsFactory
+from tests.support.api import Api
+from tests.support.fake_graph import FakeGraph, serve_fake_graph
+from tests.support.whatsapp import (
+    ACCESS_TOKEN,
+    PHONE_NUMBER_ID,
+    WhatsAppTenant,
+    post_webhook,
+    raw,
+    text,
+    webhook_body,
+    whatsapp_tenant,
+)
+from tests.support.ws import ChatClient
+
+CUSTOMER_WA_ID = "919876543210"
+WAIT = 15.0
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
+    fake = FakeGraph()
+    fake.add_phone_number(PHONE_NUMBER_ID, ACCESS_TOKEN)
+    async with serve_fake_graph(fake) as base_url:
+        yield fake, base_url
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory, graph: tuple[FakeGraph, str]) -> Settings:
+    return make_settings(whatsapp={"graph_base_url": graph[1]})
+
+
+async def customer_wrote(api: Api, wa: WhatsAppTenant, wamid: str = "wamid.IN1") -> str:
+    """The customer writes on WhatsApp; returns their conversation with the agent."""
+    _, customer = await api.call(
+        "POST",
+        "/api/v1/customers",
+        token=wa.agent.access_token,
+        json={"full_name": "Ravi Kumar", "phone": "+91 98765 43210"},
+        expect=201,
+    )
+    _, opened = await api.call(
+        "POST",
+        "/api/v1/conversations",
+        token=wa.agent.access_token,
+        json={"customer_id": customer["data"]["id"]},
+    )
+    conversation_id: str = opened["data"]["id"]
+    body = raw(webhook_body([text(wamid, CUSTOMER_WA_ID, "is my policy active?")]))
+    assert (await post_webhook(api, wa.webhook, body))[0] == 200
+    return conversation_id
+
+
+def status(wamid: str, state: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        "id": wamid,
+        "status": state,
+        "timestamp": "1760000100",
+        "recipient_id": CUSTOMER_WA_ID,
+    }
+    if errors:
+        item["errors"] = errors
+    return item
+
+
+async def wait_for_send(api: Api, message_id: str, states: set[str]) -> WhatsAppSend:
+    import asyncio
+
+    async with asyncio.timeout(WAIT):
+        while True:
+            async with api.app[DATABASE].session(Scope.system()) as session:
+                row = await session.scalar(
+                    select(WhatsAppSend).where(WhatsAppSend.message_id == uuid.UUID(message_id))
+                )
+            if row is not None and row.state in states:
+                return row
+            await asyncio.sleep(0.05)
+
+
+async def test_a_reply_reaches_meta_once_and_statuses_move_it_forward_on_the_socket(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    conversation_id = await customer_wrote(api, wa)
+    agent = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent.join(conversation_id)
+    await agent.expect("message", within=WAIT)  # the customer's question
+    ack = await agent.say(conversation_id, "reply-1", "Yes, it is active until March.")
+    reply = await agent.expect("message", lambda m: m["client_msg_id"] == "reply-1")
+    assert reply["channel"] == "whatsapp"
+    send = await wait_for_send(api, ack["message_id"], {"sent"})
+    (post,) = fake.message_posts(PHONE_NUMBER_ID)
+    assert post.json["to"] == CUSTOMER_WA_ID
+    assert post.json["type"] == "text"
+    assert post.json["text"]["body"] == "Yes, it is active until March."
+    accepted = await agent.expect("status", within=WAIT)
+    assert (accepted["seq"], accepted["status"]) == (ack["seq"], "accepted")
+    assert send.wamid is not None
+    # Meta's statuses, one late and out of order: only forward moves reach the socket.
+    for state in ("sent", "delivered", "read", "sent", "delivered"):
+        body = raw(webhook_body(statuses=[status(send.wamid, state)]))
+        assert (await post_webhook(api, wa.webhook, body))[0] == 200
+    # A message from the customer after them (same key, so handled after them) marks the end.
+    later = raw(webhook_body([text("wamid.IN2", CUSTOMER_WA_ID, "thanks!", 1_760_000_200)]))
+    assert (await post_webhook(api, wa.webhook, later))[0] == 200
+    await agent.expect("message", lambda m: m["body"] == "thanks!", within=WAIT)
+    seen = [f["status"] for f in agent.frames if f["type"] == "status"]
+    assert seen == ["accepted", "sent", "delivered", "read"]
+    assert len(fake.message_posts(PHONE_NUMBER_ID)) == 1
+    await agent.close()
+
+
+async def test_outside_the_window_free_text_is_refused_up_front_and_templates_still_go(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    conversation_id = await customer_wrote(api, wa)
+    agent = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent.join(conversation_id)
+    await agent.expect("message", within=WAIT)
+    # A day and an hour pass: the customer's message is older than Meta's window.
+    async with api.app[DATABASE].transaction(Scope.system()) as session:
+        await session.execute(
+            update(Message)
+            .where(Message.conversation_id == uuid.UUID(conversation_id))
+            .values(sent_at=utcnow() - timedelta(hours=25))
+        )
+    api.app[CHAT].passivate(wa.tenant_id, uuid.UUID(conversation_id))
+    await agent.send(
+        {
+            "type": "send",
+            "conversation_id": conversation_id,
+            "client_msg_id": "too-late",
+            "body": "are you there?",
+        }
+    )
+    refused = await agent.expect("error", lambda e: e["ref"] == "too-late", within=WAIT)
+    assert refused["code"] == "outside_window"
+    assert "/api/v1/whatsapp/messages" in refused["message"]
+    status_code, body = await api.call(
+        "POST",
+        f"/api/v1/conversations/{conversation_id}/messages",
+        token=wa.agent.access_token,
+        json={"client_msg_id": "too-late-rest", "body": "hello?"},
+    )
+    assert status_code == 422
+    assert "24 hours" in body["message"]
+    _, customers = await api.call("GET", "/api/v1/customers", token=wa.agent.access_token)
+    customer_id = customers["data"]["items"][0]["id"]
+    _, sent = await api.call(
+        "POST",
+        "/api/v1/whatsapp/messages",
+        token=wa.agent.access_token,
+        json={
+            "customer_id": customer_id,
+            "template": "premium_due",
+            "language": "en_US",
+            "parameters": ["Ravi", "12 March"],
+        },
+        expect=201,
+    )
+    assert sent["data"]["channel"] == "whatsapp"
+    await wait_for_send(api, sent["data"]["message_id"], {"sent"})
+    (post,) = fake.message_posts(PHONE_NUMBER_ID)
+    assert post.json["type"] == "template"
+    assert post.json["template"]["name"] == "premium_due"
+    params = post.json["template"]["components"][0]["parameters"]
+    assert [p["text"] for p in params] == ["Ravi", "12 March"]
+    await agent.close()
+
+
+async def test_temporary_refusals_are_retried_and_permanent_ones_fail_with_metas_code(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    conversation_id = await customer_wrote(api, wa)
+    agent = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent.join(conversation_id)
+    await agent.expect("message", within=WAIT)
+    fake.fail_next("rate_limited", times=1, retry_after="0")
+    fake.fail_next("server_error", times=1)
+    retried = await agent.say(conversation_id, "retried", "first reply")
+    await wait_for_send(api, retried["message_id"], {"sent"})
+    assert len(fake.message_posts(PHONE_NUMBER_ID)) == 3  # two refused, one taken
+    assert len(fake.sent) == 1
+    fake.fail_next("outside_window", times=1)
+    refused = await agent.say(conversation_id, "refused", "second reply")
+    row = await wait_for_send(api, refused["message_id"], {"failed"})
+    assert (row.status, row.error_code) == ("failed", 131047)
+    failed = await agent.expect(
+        "status", lambda f: f["seq"] == refused["seq"] and f["status"] == "failed", within=WAIT
+    )
+    assert failed["error"]["code"] == 131047
+    assert len(fake.message_posts(PHONE_NUMBER_ID)) == 4  # no retry of a permanent refusal
+    await agent.close()
+
+
+async def test_a_send_in_flight_at_a_crash_is_reported_unknown_and_never_posted_again(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    conversation_id = await customer_wrote(api, wa)
+    agent = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent.join(conversation_id)
+    await agent.expect("message", within=WAIT)
+    ack = await agent.say(conversation_id, "once", "only once")
+    row = await wait_for_send(api, ack["message_id"], {"sent"})
+    # The instance that POSTed died before recording the answer: its record says `posting`.
+    async with api.app[DATABASE].transaction(Scope.system()) as session:
+        await session.execute(
+            update(WhatsAppSend).where(WhatsAppSend.id == row.id).values(state="posting")
+        )
+    message = (await api.call(
+        "GET", f"/api/v1/conversations/{conversation_id}/messages", token=wa.agent.access_token
+    ))[1]["data"][-1]  # fmt: skip
+    sender = WhatsAppSender(
+        api.app[STREAMS],
+        setup=api.app[WHATSAPP_SETUP],
+        ledger=api.app[WHATSAPP_LEDGER],
+        graph=api.app[WHATSAPP_GRAPH],
+        pacer=SendPacer(),
+        metrics=api.app[WHATSAPP_METRICS],
+    )
+    redelivered = Event(
+        type="whatsapp.send", tenant_id=str(wa.tenant_id), key=conversation_id, payload=message
+    )
+    await sender.handle(redelivered)
+    await sender.handle(redelivered)
+    after = await wait_for_send(api, ack["message_id"], {"unknown"})
+    assert after.status == "unknown"
+    assert len(fake.message_posts(PHONE_NUMBER_ID)) == 1
+    unknown = await agent.expect("status", lambda f: f["status"] == "unknown", within=WAIT)
+    assert unknown["seq"] == ack["seq"]
+    await agent.close()
+
+
+async def test_a_customers_media_streams_from_meta_to_members_only(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    conversation_id = await customer_wrote(api, wa)
+    content = bytes(range(256)) * 40  # 10 KiB, several chunks
+    fake.add_media("1037543291543636", content, "application/pdf", ACCESS_TOKEN)
+    document = {
+        "from": CUSTOMER_WA_ID,
+        "id": "wamid.DOC1",
+        "timestamp": "1760000300",
+        "type": "document",
+        "document": {"id": "1037543291543636", "mime_type": "application/pdf", "filename": "rc.pdf"},
+    }
+    assert (await post_webhook(api, wa.webhook, raw(webhook_body([document]))))[0] == 200
+    agent = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent.join(conversation_id)
+    frame = await agent.expect("message", lambda m: m["body"] == "rc.pdf", within=WAIT)
+    assert frame["meta"]["media"]["id"] == "1037543291543636"
+    response = await api.client.get(
+        f"/api/v1/messages/{frame['message_id']}/media", headers=wa.agent.headers
+    )
+    assert response.status == 200
+    assert response.content_type == "application/pdf"
+    assert await response.read() == content
+    outsider = await api.user(wa.admin, Role.SENIOR_AGENT)
+    response = await api.client.get(
+        f"/api/v1/messages/{frame['message_id']}/media", headers=outsider.headers
+    )
+    assert response.status == 404
+    await agent.close()
