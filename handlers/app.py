@@ -66,6 +66,7 @@ from handlers.keys import (
     WHATSAPP_LEDGER,
     WHATSAPP_METRICS,
     WHATSAPP_SETUP,
+    WHATSAPP_TEMPLATES,
     ReadinessCheck,
 )
 from handlers.metrics_access import MetricsGuard
@@ -96,6 +97,7 @@ from mitra.whatsapp.ledger import SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
 from mitra.whatsapp.pacing import Backoff, SendPacer
 from mitra.whatsapp.setup import WhatsAppSetup
+from mitra.whatsapp.templates import TemplateBook
 from streams import Streams
 from streams.analytics import AnalyticsConsumer
 from streams.auth_revocations import SessionRevocations
@@ -196,6 +198,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[WHATSAPP_INBOX] = WhatsAppInbox(database)
     app[WHATSAPP_METRICS] = WhatsAppMetrics(app[METRICS])
     app[WHATSAPP_LEDGER] = SendLedger(database)
+    app[WHATSAPP_TEMPLATES] = TemplateBook(database)
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()

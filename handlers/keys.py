@@ -27,6 +27,7 @@ from mitra.whatsapp.inbox import WhatsAppInbox
 from mitra.whatsapp.ledger import SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
 from mitra.whatsapp.setup import WhatsAppSetup
+from mitra.whatsapp.templates import TemplateBook
 from streams import Streams
 from streams.analytics import AnalyticsConsumer
 from streams.chat_fanout import ChatFanout
@@ -65,3 +66,4 @@ WHATSAPP_INBOX = web.AppKey("whatsapp_inbox", WhatsAppInbox)
 WHATSAPP_METRICS = web.AppKey("whatsapp_metrics", WhatsAppMetrics)
 WHATSAPP_LEDGER = web.AppKey("whatsapp_ledger", SendLedger)
 WHATSAPP_GRAPH = web.AppKey("whatsapp_graph", GraphClient)
+WHATSAPP_TEMPLATES = web.AppKey("whatsapp_templates", TemplateBook)

@@ -11,16 +11,24 @@ from aiohttp import web
 
 from actors.conversation import SendMessage
 from handlers.envelope import ok
-from handlers.keys import CHAT_ROUTER, CONVERSATIONS, WHATSAPP_GRAPH, WHATSAPP_SETUP
+from handlers.keys import (
+    CHAT_ROUTER,
+    CONVERSATIONS,
+    WHATSAPP_GRAPH,
+    WHATSAPP_SETUP,
+    WHATSAPP_TEMPLATES,
+)
 from handlers.openapi import RawResponse, operation
 from handlers.records import path_id
 from handlers.schemas.chat import MessageResponse
 from handlers.schemas.common import IdPath
-from handlers.schemas.whatsapp import TemplateSendRequest
+from handlers.schemas.whatsapp import TemplateResponse, TemplateSendRequest
 from handlers.security import authenticate
 from handlers.validation import parse_body
-from mitra.errors import Forbidden, NotFound, Unavailable
+from mitra.auth.principal import Principal
+from mitra.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from mitra.whatsapp.graph import GraphError
+from mitra.whatsapp.templates import require_account
 
 routes = web.RouteTableDef()
 TAGS = ("whatsapp",)
@@ -42,6 +50,7 @@ async def send_template(request: web.Request) -> web.Response:
     if not principal.role.is_staff:
         raise Forbidden("only the agency's staff send templates")
     body = await parse_body(request, TemplateSendRequest)
+    await _check_template(request, principal, body)
     summary, _ = await request.app[CONVERSATIONS].open_with_customer(principal, body.customer_id)
     text = f"[template {body.template}] " + " | ".join(body.parameters)
     stored = await request.app[CHAT_ROUTER].send(
@@ -63,6 +72,62 @@ async def send_template(request: web.Request) -> web.Response:
         ),
     )
     return ok(MessageResponse.model_validate(asdict(stored)), message="accepted", status=201)
+
+
+async def _check_template(
+    request: web.Request, principal: Principal, body: TemplateSendRequest
+) -> None:
+    """Against the last sync, when there is one; without one Meta is the judge."""
+    known = await request.app[WHATSAPP_TEMPLATES].listing(principal)
+    if not known:
+        return
+    match = [t for t in known if (t.name, t.language) == (body.template, body.language)]
+    if not match:
+        raise InvalidInput.for_field("template", "no such template in this language (last sync)")
+    if match[0].status != "APPROVED":
+        raise InvalidInput.for_field("template", f"Meta has it {match[0].status}, not APPROVED")
+    if len(body.parameters) != match[0].body_parameters:
+        raise InvalidInput.for_field(
+            "parameters", f"the template takes {match[0].body_parameters} body parameters"
+        )
+
+
+@routes.post("/api/v1/whatsapp/templates/sync")
+@operation(
+    "Pull the agency's message templates from Meta",
+    description="Tenant admins; needs `business_account_id` in the integration.",
+    tags=TAGS,
+    response=list[TemplateResponse],
+    errors=(403, 422, 503),
+)
+async def sync_templates(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    if not principal.role.is_admin:
+        raise Forbidden("only the agency's admins sync its templates")
+    number = await request.app[WHATSAPP_SETUP].number(principal.tenant_id)
+    if number is None:
+        raise NotFound("no whatsapp integration is set up")
+    try:
+        templates = await request.app[WHATSAPP_GRAPH].list_templates(
+            require_account(number), number.access_token
+        )
+    except GraphError as exc:
+        raise Unavailable(f"Meta did not list the templates ({exc.code or exc.status})") from None
+    rows = await request.app[WHATSAPP_TEMPLATES].replace(principal, number, templates)
+    return ok([TemplateResponse.model_validate(row) for row in rows], message="synced")
+
+
+@routes.get("/api/v1/whatsapp/templates")
+@operation(
+    "The agency's message templates, as last synced",
+    tags=TAGS,
+    response=list[TemplateResponse],
+    errors=(403,),
+)
+async def list_templates(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    rows = await request.app[WHATSAPP_TEMPLATES].listing(principal)
+    return ok([TemplateResponse.model_validate(row) for row in rows])
 
 
 @routes.get("/api/v1/messages/{id}/media")

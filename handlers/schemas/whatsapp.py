@@ -7,7 +7,7 @@ import uuid
 from pydantic import Field
 
 from handlers.schemas.chat import ClientMsgId
-from handlers.schemas.common import RequestModel
+from handlers.schemas.common import RequestModel, ResponseModel
 
 
 class TemplateSendRequest(RequestModel):
@@ -20,3 +20,12 @@ class TemplateSendRequest(RequestModel):
     client_msg_id: ClientMsgId | None = Field(
         None, description="the same id again returns the first acceptance and sends nothing"
     )
+
+
+class TemplateResponse(ResponseModel):
+    name: str
+    language: str
+    status: str = Field(description="Meta's review status: APPROVED, PENDING, REJECTED, ...")
+    category: str
+    body_parameters: int = Field(description="how many {{n}} the body takes")
+    header_parameters: int

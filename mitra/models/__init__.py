@@ -20,7 +20,7 @@ from mitra.models.policies import (
     PolicyType,
     PremiumFrequency,
 )
-from mitra.models.whatsapp import WhatsAppSend
+from mitra.models.whatsapp import WhatsAppSend, WhatsAppTemplate
 
 __all__ = [
     "NO_AGENT",
@@ -44,4 +44,5 @@ __all__ = [
     "TenantIntegration",
     "User",
     "WhatsAppSend",
+    "WhatsAppTemplate",
 ]

@@ -38,3 +38,20 @@ class WhatsAppSend(TenantOwned, Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     error_code: Mapped[int | None] = mapped_column(Integer)
     error_title: Mapped[str | None] = mapped_column(String(200))
+
+
+class WhatsAppTemplate(TenantOwned, Base):
+    """A message template of the tenant's WhatsApp Business Account, as last synced from Meta."""
+
+    __tablename__ = "whatsapp_templates"
+    __table_args__ = (
+        Index("uq_whatsapp_templates_name", "tenant_id", "name", "language", unique=True),
+    )
+
+    meta_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(512))
+    language: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(32))
+    category: Mapped[str] = mapped_column(String(32))
+    body_parameters: Mapped[int] = mapped_column(Integer, default=0)
+    header_parameters: Mapped[int] = mapped_column(Integer, default=0)

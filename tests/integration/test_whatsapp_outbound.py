@@ -279,7 +279,11 @@ async def test_a_customers_media_streams_from_meta_to_members_only(
         "id": "wamid.DOC1",
         "timestamp": "1760000300",
         "type": "document",
-        "document": {"id": "1037543291543636", "mime_type": "application/pdf", "filename": "rc.pdf"},
+        "document": {
+            "id": "1037543291543636",
+            "mime_type": "application/pdf",
+            "filename": "rc.pdf",
+        },
     }
     assert (await post_webhook(api, wa.webhook, raw(webhook_body([document]))))[0] == 200
     agent = await ChatClient.connect(api.client, wa.agent.access_token)
@@ -298,3 +302,74 @@ async def test_a_customers_media_streams_from_meta_to_members_only(
     )
     assert response.status == 404
     await agent.close()
+
+
+async def test_templates_sync_from_meta_and_a_send_is_checked_against_them(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    fake.add_business_account(
+        "102290129340398",
+        ACCESS_TOKEN,
+        [
+            {"id": "9001", "name": "premium_due", "language": "en_US", "status": "APPROVED",
+             "category": "UTILITY",
+             "components": [{"type": "BODY", "text": "Dear {{1}}, your premium is due {{2}}."}]},
+            {"id": "9002", "name": "new_plan", "language": "hi", "status": "PENDING",
+             "category": "MARKETING", "components": [{"type": "BODY", "text": "नमस्ते {{1}}"}]},
+        ],
+    )  # fmt: skip
+    status_code, _ = await api.call(
+        "POST", "/api/v1/whatsapp/templates/sync", token=wa.admin.access_token
+    )
+    assert status_code == 422  # no business account id yet
+    _, agent_me = await api.call("GET", "/api/v1/users/me", token=wa.agent.access_token)
+    await api.call(
+        "PUT",
+        "/api/v1/integrations/whatsapp",
+        token=wa.admin.access_token,
+        json={
+            "phone_number_id": PHONE_NUMBER_ID,
+            "business_number": "+919820000001",
+            "business_account_id": "102290129340398",
+            "default_agent_id": agent_me["data"]["id"],
+        },
+        expect=200,
+    )
+    status_code, _ = await api.call(
+        "POST", "/api/v1/whatsapp/templates/sync", token=wa.agent.access_token
+    )
+    assert status_code == 403
+    _, synced = await api.call(
+        "POST", "/api/v1/whatsapp/templates/sync", token=wa.admin.access_token, expect=200
+    )
+    assert [(t["name"], t["status"], t["body_parameters"]) for t in synced["data"]] == [
+        ("new_plan", "PENDING", 1),
+        ("premium_due", "APPROVED", 2),
+    ]
+    _, listed = await api.call(
+        "GET", "/api/v1/whatsapp/templates", token=wa.agent.access_token, expect=200
+    )
+    assert listed["data"] == synced["data"]
+    _, customer = await api.call(
+        "POST",
+        "/api/v1/customers",
+        token=wa.agent.access_token,
+        json={"full_name": "Ravi Kumar", "phone": "+91 98765 43210"},
+        expect=201,
+    )
+    send = {"customer_id": customer["data"]["id"], "language": "en_US"}
+    for wrong, field in (
+        ({"template": "premium_due", "parameters": ["Ravi"]}, "parameters"),
+        ({"template": "new_plan", "language": "hi", "parameters": ["Ravi"]}, "template"),
+        ({"template": "no_such", "parameters": []}, "template"),
+    ):
+        status_code, body = await api.call(
+            "POST",
+            "/api/v1/whatsapp/messages",
+            token=wa.agent.access_token,
+            json={**send, **wrong},
+        )
+        assert (status_code, body["errors"][0]["field"]) == (422, field)
+    assert fake.message_posts(PHONE_NUMBER_ID) == []
