@@ -38,6 +38,7 @@ TOPIC = "analytics.events"
 
 # The event types the consumer counts; any other type is counted as ignored, never an error.
 MESSAGE_SENT = "message.sent"
+MESSAGE_FAILED = "message.failed"  # a channel refused it for good (WhatsApp, with Meta's code)
 CONVERSATION_OPENED = "conversation.opened"
 PAYMENT_CAPTURED = "payment.captured"
 PAYMENT_FAILED = "payment.failed"
@@ -47,6 +48,7 @@ POLICY_STATUS_CHANGED = "policy.status_changed"
 
 # The figures the dashboard shows; `amount` is meaningful for the payment ones only.
 MESSAGES = "messages"  # dimension: "<channel>/<direction>"
+MESSAGES_FAILED = "messages_failed"  # dimension: "<channel>/<error code>"
 CONVERSATIONS_OPENED = "conversations_opened"  # dimension: channel
 PAYMENTS_CAPTURED = "payments_captured"  # dimension: currency
 PAYMENTS_FAILED = "payments_failed"  # dimension: currency
@@ -56,6 +58,7 @@ POLICIES_CREATED = "policies_created"
 POLICIES_LAPSED = "policies_lapsed"
 METRICS = (
     MESSAGES,
+    MESSAGES_FAILED,
     CONVERSATIONS_OPENED,
     PAYMENTS_CAPTURED,
     PAYMENTS_FAILED,
@@ -90,6 +93,7 @@ class AnalyticsFact(BaseModel):
     rows: int | None = Field(None, ge=0)
     failed_rows: int | None = Field(None, ge=0)
     to_status: str | None = Field(None, max_length=30)
+    error_code: int | None = None
 
 
 def emit_analytics(
@@ -122,6 +126,12 @@ def _message(fact: AnalyticsFact) -> list[Increment]:
     _need(MESSAGE_SENT, "channel", fact.channel)
     _need(MESSAGE_SENT, "direction", fact.direction)
     return [Increment(MESSAGES, f"{fact.channel}/{fact.direction}")]
+
+
+def _message_failed(fact: AnalyticsFact) -> list[Increment]:
+    _need(MESSAGE_FAILED, "channel", fact.channel)
+    code = "" if fact.error_code is None else str(fact.error_code)
+    return [Increment(MESSAGES_FAILED, f"{fact.channel}/{code}")]
 
 
 def _conversation(fact: AnalyticsFact) -> list[Increment]:
@@ -161,6 +171,7 @@ def _policy_status(fact: AnalyticsFact) -> list[Increment]:
 
 _RULES: dict[str, Callable[[AnalyticsFact], list[Increment]]] = {
     MESSAGE_SENT: _message,
+    MESSAGE_FAILED: _message_failed,
     CONVERSATION_OPENED: _conversation,
     PAYMENT_CAPTURED: _payment(PAYMENTS_CAPTURED),
     PAYMENT_FAILED: _payment(PAYMENTS_FAILED),

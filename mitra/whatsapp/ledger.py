@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from mitra.analytics import MESSAGE_FAILED, AnalyticsFact, emit_analytics
 from mitra.db import Database, Scope, UnitOfWork
 from mitra.errors import NotFound
 from mitra.models import Conversation, Customer, WhatsAppSend
@@ -124,6 +125,8 @@ class SendLedger:
                 row.error_code = _int(error.get("code"))
                 row.error_title = str(error.get("title") or error.get("message") or "")[:200]
             _announce(uow, row)
+            if status == "failed":
+                _count_failure(uow, row)
         return True
 
     async def _update(self, tenant_id: uuid.UUID, send_id: uuid.UUID, **values: Any) -> None:
@@ -142,6 +145,13 @@ class SendLedger:
             for name, value in values.items():
                 setattr(row, name, value)
             _announce(uow, row)
+            if row.status == "failed":
+                _count_failure(uow, row)
+
+
+def _count_failure(uow: UnitOfWork, row: WhatsAppSend) -> None:
+    fact = AnalyticsFact(channel="whatsapp", direction="outbound", error_code=row.error_code)
+    emit_analytics(uow, MESSAGE_FAILED, fact)
 
 
 def _announce(uow: UnitOfWork, row: WhatsAppSend) -> None:

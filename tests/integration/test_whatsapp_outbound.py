@@ -3,6 +3,7 @@ move them forward on members' sockets. Meta is a local server speaking the Graph
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -92,8 +93,6 @@ def status(wamid: str, state: str, errors: list[dict[str, Any]] | None = None) -
 
 
 async def wait_for_send(api: Api, message_id: str, states: set[str]) -> WhatsAppSend:
-    import asyncio
-
     async with asyncio.timeout(WAIT):
         while True:
             async with api.app[DATABASE].session(Scope.system()) as session:
@@ -223,6 +222,17 @@ async def test_temporary_refusals_are_retried_and_permanent_ones_fail_with_metas
     )
     assert failed["error"]["code"] == 131047
     assert len(fake.message_posts(PHONE_NUMBER_ID)) == 4  # no retry of a permanent refusal
+    # The dashboard counts failures by Meta's code.
+    async with asyncio.timeout(WAIT):
+        while True:
+            _, board = await api.call(
+                "GET", "/api/v1/analytics/dashboard", token=wa.admin.access_token, expect=200
+            )
+            failures = board["data"]["breakdown"].get("messages_failed", {})
+            if failures:
+                break
+            await asyncio.sleep(0.05)
+    assert failures == {"whatsapp/131047": {"count": 1, "amount": None}}
     await agent.close()
 
 

@@ -104,6 +104,7 @@ async def test_events_fold_into_figures_once_even_when_delivered_again_or_replay
     totals = {m: (f.count, f.amount) for m, f in board.totals.items()}
     assert totals == {
         a.MESSAGES: (3, None),
+        a.MESSAGES_FAILED: (0, None),
         a.CONVERSATIONS_OPENED: (1, None),
         a.PAYMENTS_CAPTURED: (2, Decimal("1600.00")),
         a.PAYMENTS_FAILED: (1, Decimal("10.00")),
