@@ -14,8 +14,10 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
+from mitra.db import utcnow
 from mitra.errors import NotFound
 from mitra.whatsapp.graph import GraphClient, GraphError
 from mitra.whatsapp.graph_messages import OutboundMessage, TemplateMessage, TextMessage
@@ -125,6 +127,8 @@ class WhatsAppSender:
                 await self._sleep(delay)
                 continue
             await ledger.sent(tenant_id, claim.send_id, wamid)
+            stored_at = datetime.fromisoformat(str(message["sent_at"]))
+            self._metrics.send_latency.observe({}, max(0.0, (utcnow() - stored_at).total_seconds()))
             return "sent"
 
     def _outcome(self, outcome: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aioprometheus.collectors import Counter, Registry
+from aioprometheus.collectors import Counter, Histogram, Registry
 
 
 class WhatsAppMetrics:
@@ -31,6 +31,12 @@ class WhatsAppMetrics:
         self.sends = Counter(
             "mitra_whatsapp_sends_total",
             "outbound messages by outcome (sent, failed, unknown, retried)",
+            registry=registry,
+        )
+        self.send_latency = Histogram(
+            "mitra_whatsapp_send_seconds",
+            "a member's message stored to Meta taking it (pacing and retries included)",
+            buckets=[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0],
             registry=registry,
         )
         self.pacing = Counter(

@@ -53,6 +53,28 @@ def test_a_body_splits_into_items_messages_first_in_timestamp_order() -> None:
     assert body.items[0].phone_number_id == "123456"
 
 
+def test_several_entries_and_changes_in_one_body_are_all_read() -> None:
+    def change(number: str, wamid: str) -> dict[str, Any]:
+        value = {
+            "metadata": {"phone_number_id": number},
+            "messages": [{"from": "919800000001", "id": wamid, "timestamp": "1", "type": "text"}],
+        }
+        return {"field": "messages", "value": value}
+
+    document = {
+        "entry": [
+            {"id": "1", "changes": [change("111", "w1"), {"field": "account_update", "value": {}}]},
+            {"id": "2", "changes": [change("222", "w2"), change("111", "w3")]},
+        ]
+    }
+    body = parse_webhook(orjson.dumps(document))
+    assert [(i.phone_number_id, i.data["id"]) for i in body.items] == [
+        ("111", "w1"),
+        ("222", "w2"),
+        ("111", "w3"),
+    ]
+
+
 @pytest.mark.parametrize(
     "data", [b"not json", b"[]", b'{"entry": {}}', message_body({"type": "text"})]
 )
