@@ -24,7 +24,9 @@ from tests.support.databases import (
     sqlite_copy,
     truncate_all,
 )
+from tests.support.fake_graph import FakeGraph
 from tests.support.notifier import RecordingNotifier
+from tests.support.whatsapp import fake_graph_server
 
 T = TypeVar("T")
 
@@ -102,6 +104,13 @@ def make_settings(database_url: str) -> SettingsFactory:
 @pytest.fixture
 def settings(make_settings: SettingsFactory) -> Settings:
     return make_settings()
+
+
+@pytest.fixture
+async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
+    """A local server speaking Meta's Graph API: (the fake, its base URL)."""
+    async with fake_graph_server() as served:
+        yield served
 
 
 @pytest.fixture

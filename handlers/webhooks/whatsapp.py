@@ -16,6 +16,7 @@ from handlers.envelope import failure
 from handlers.keys import STREAMS, WHATSAPP_METRICS, WHATSAPP_SETUP
 from handlers.openapi import RawResponse, operation
 from mitra.errors import FieldError
+from mitra.whatsapp.setup import WhatsAppNumber
 from mitra.whatsapp.webhook import (
     SIGNATURE_HEADER,
     WebhookUnreadable,
@@ -33,11 +34,13 @@ MESSAGE_EVENT = "whatsapp.message"
 STATUS_EVENT = "whatsapp.status"
 
 
-def _tenant(request: web.Request) -> uuid.UUID | None:
+async def _number(request: web.Request) -> WhatsAppNumber | None:
+    """The WhatsApp number of the tenant the path names, if it has one."""
     try:
-        return uuid.UUID(request.match_info["tenant"])
+        tenant_id = uuid.UUID(request.match_info["tenant"])
     except ValueError:
         return None
+    return await request.app[WHATSAPP_SETUP].number(tenant_id)
 
 
 @routes.get(PATH)
@@ -51,8 +54,7 @@ def _tenant(request: web.Request) -> uuid.UUID | None:
     errors=(403,),
 )
 async def verify(request: web.Request) -> web.Response:
-    tenant_id = _tenant(request)
-    number = await request.app[WHATSAPP_SETUP].number(tenant_id) if tenant_id else None
+    number = await _number(request)
     query = request.query
     token = query.get("hub.verify_token", "")
     if (
@@ -78,12 +80,12 @@ async def verify(request: web.Request) -> web.Response:
 async def receive(request: web.Request) -> web.Response:
     metrics = request.app[WHATSAPP_METRICS]
     raw = await request.read()
-    tenant_id = _tenant(request)
-    number = await request.app[WHATSAPP_SETUP].number(tenant_id) if tenant_id else None
+    number = await _number(request)
     # Unknown tenant and bad signature answer alike: the path does not tell which tenants exist.
     if number is None:
         metrics.webhook("unknown_tenant")
         return failure(401, "signature check failed")
+    tenant_id = number.tenant_id
     if not signature_valid(raw, request.headers.get(SIGNATURE_HEADER), number.app_secret):
         metrics.webhook("bad_signature")
         log.warning("WhatsApp webhook for tenant %s with a bad signature", tenant_id)

@@ -17,7 +17,7 @@ import pytest
 
 from tests.e2e.test_two_instances import PASSWORD, Instance, Member, call, service_env
 from tests.support.databases import truncate_all
-from tests.support.fake_graph import FakeGraph, serve_fake_graph
+from tests.support.fake_graph import FakeGraph
 from tests.support.whatsapp import (
     ACCESS_TOKEN,
     APP_SECRET,
@@ -29,14 +29,6 @@ from tests.support.whatsapp import (
 
 pytestmark = [pytest.mark.slow, pytest.mark.kafka, pytest.mark.postgres]
 CUSTOMER_WA_ID = "919876543210"
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
-    fake = FakeGraph()
-    fake.add_phone_number(PHONE_NUMBER_ID, ACCESS_TOKEN)
-    async with serve_fake_graph(fake) as base_url:
-        yield fake, base_url
 
 
 @pytest.fixture

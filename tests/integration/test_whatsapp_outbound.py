@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -29,7 +28,7 @@ from mitra.whatsapp.pacing import SendPacer
 from streams.envelope import Event
 from tests.conftest import SettingsFactory
 from tests.support.api import Api
-from tests.support.fake_graph import FakeGraph, serve_fake_graph
+from tests.support.fake_graph import FakeGraph
 from tests.support.whatsapp import (
     ACCESS_TOKEN,
     PHONE_NUMBER_ID,
@@ -44,14 +43,6 @@ from tests.support.ws import ChatClient
 
 CUSTOMER_WA_ID = "919876543210"
 WAIT = 15.0
-
-
-@pytest.fixture
-async def graph() -> AsyncIterator[tuple[FakeGraph, str]]:
-    fake = FakeGraph()
-    fake.add_phone_number(PHONE_NUMBER_ID, ACCESS_TOKEN)
-    async with serve_fake_graph(fake) as base_url:
-        yield fake, base_url
 
 
 @pytest.fixture
@@ -78,6 +69,17 @@ async def customer_wrote(api: Api, wa: WhatsAppTenant, wamid: str = "wamid.IN1")
     body = raw(webhook_body([text(wamid, CUSTOMER_WA_ID, "is my policy active?")]))
     assert (await post_webhook(api, wa.webhook, body))[0] == 200
     return conversation_id
+
+
+async def agent_with_question(api: Api) -> tuple[WhatsAppTenant, str, ChatClient]:
+    """A tenant on WhatsApp whose customer just asked something, and the agent's socket in
+    their conversation with the question already read."""
+    wa = await whatsapp_tenant(api)
+    conversation_id = await customer_wrote(api, wa)
+    agent = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent.join(conversation_id)
+    await agent.expect("message", within=WAIT)
+    return wa, conversation_id, agent
 
 
 def status(wamid: str, state: str, errors: list[dict[str, Any]] | None = None) -> dict[str, Any]:
@@ -108,11 +110,7 @@ async def test_a_reply_reaches_meta_once_and_statuses_move_it_forward_on_the_soc
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:
     fake, _ = graph
-    wa = await whatsapp_tenant(api)
-    conversation_id = await customer_wrote(api, wa)
-    agent = await ChatClient.connect(api.client, wa.agent.access_token)
-    await agent.join(conversation_id)
-    await agent.expect("message", within=WAIT)  # the customer's question
+    wa, conversation_id, agent = await agent_with_question(api)
     ack = await agent.say(conversation_id, "reply-1", "Yes, it is active until March.")
     reply = await agent.expect("message", lambda m: m["client_msg_id"] == "reply-1")
     assert reply["channel"] == "whatsapp"
@@ -142,11 +140,7 @@ async def test_outside_the_window_free_text_is_refused_up_front_and_templates_st
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:
     fake, _ = graph
-    wa = await whatsapp_tenant(api)
-    conversation_id = await customer_wrote(api, wa)
-    agent = await ChatClient.connect(api.client, wa.agent.access_token)
-    await agent.join(conversation_id)
-    await agent.expect("message", within=WAIT)
+    wa, conversation_id, agent = await agent_with_question(api)
     # A day and an hour pass: the customer's message is older than Meta's window.
     async with api.app[DATABASE].transaction(Scope.system()) as session:
         await session.execute(
@@ -202,11 +196,7 @@ async def test_temporary_refusals_are_retried_and_permanent_ones_fail_with_metas
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:
     fake, _ = graph
-    wa = await whatsapp_tenant(api)
-    conversation_id = await customer_wrote(api, wa)
-    agent = await ChatClient.connect(api.client, wa.agent.access_token)
-    await agent.join(conversation_id)
-    await agent.expect("message", within=WAIT)
+    wa, conversation_id, agent = await agent_with_question(api)
     fake.fail_next("rate_limited", times=1, retry_after="0")
     fake.fail_next("server_error", times=1)
     retried = await agent.say(conversation_id, "retried", "first reply")
@@ -240,11 +230,7 @@ async def test_a_send_in_flight_at_a_crash_is_reported_unknown_and_never_posted_
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:
     fake, _ = graph
-    wa = await whatsapp_tenant(api)
-    conversation_id = await customer_wrote(api, wa)
-    agent = await ChatClient.connect(api.client, wa.agent.access_token)
-    await agent.join(conversation_id)
-    await agent.expect("message", within=WAIT)
+    wa, conversation_id, agent = await agent_with_question(api)
     ack = await agent.say(conversation_id, "once", "only once")
     row = await wait_for_send(api, ack["message_id"], {"sent"})
     # The instance that POSTed died before recording the answer: its record says `posting`.

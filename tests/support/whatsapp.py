@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,11 +13,21 @@ import orjson
 from mitra.models import Role
 from mitra.whatsapp.webhook import SIGNATURE_HEADER, sign
 from tests.support.api import Account, Api
+from tests.support.fake_graph import FakeGraph, serve_fake_graph
 
 APP_SECRET = "test-app-secret-0123456789"
 VERIFY_TOKEN = "test-verify-token-abcd"
 ACCESS_TOKEN = "EAAtest-access-token-wxyz"
 PHONE_NUMBER_ID = "106540352242922"
+
+
+@asynccontextmanager
+async def fake_graph_server() -> AsyncIterator[tuple[FakeGraph, str]]:
+    """Meta's Graph API on loopback, knowing the test business number: (fake, base URL)."""
+    fake = FakeGraph()
+    fake.add_phone_number(PHONE_NUMBER_ID, ACCESS_TOKEN)
+    async with serve_fake_graph(fake) as base_url:
+        yield fake, base_url
 
 
 @dataclass
