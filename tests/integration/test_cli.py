@@ -97,3 +97,14 @@ def test_errors_are_one_line_and_nonzero(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "server.port (from MITRA_SERVER_PORT)" in err
+
+
+def test_a_misspelt_mitra_variable_stops_any_command_naming_the_setting(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MITRA_DATABSE_URL", "sqlite+aiosqlite:///elsewhere.db")
+    assert main(["migrate"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "mitra: unknown environment variable MITRA_DATABSE_URL: no such setting; did you mean"
+        " MITRA_DATABASE_URL (database.url)?"
+    ]
