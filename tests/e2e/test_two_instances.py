@@ -174,10 +174,11 @@ async def test_members_on_two_instances_share_one_order_and_survive_a_stop(
     admin_email = f"admin@{slug}.example.com"
     cli = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "handlers.cli", "tenant", "create", slug, "--name", "Two",
-        "--admin-email", admin_email, "--admin-password", PASSWORD,
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        "--admin-email", admin_email, "--password-stdin", env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    assert await cli.wait() == 0
+    await cli.communicate(f"{PASSWORD}\n".encode())
+    assert cli.returncode == 0
     async with aiohttp.ClientSession() as http:
         login = {"identifier": admin_email, "password": PASSWORD}
         admin = (await call(http, "POST", f"{first.base}/api/v1/auth/login", json=login))["data"]
@@ -248,10 +249,11 @@ async def test_a_revocation_on_one_instance_refuses_the_session_on_the_other(
     admin_email = f"admin@{slug}.example.com"
     cli = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "handlers.cli", "tenant", "create", slug, "--name", "Rev",
-        "--admin-email", admin_email, "--admin-password", PASSWORD,
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        "--admin-email", admin_email, "--password-stdin", env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    assert await cli.wait() == 0
+    await cli.communicate(f"{PASSWORD}\n".encode())
+    assert cli.returncode == 0
     async with aiohttp.ClientSession() as http:
         login = {"identifier": admin_email, "password": PASSWORD}
         tokens = (await call(http, "POST", f"{first.base}/api/v1/auth/login", json=login))["data"]
