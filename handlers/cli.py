@@ -21,7 +21,7 @@ from mitra.settings import Settings
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    configure_logging(settings.logging.level, settings.logging.format)
+    configure_logging(settings.logging.level, settings.log_format)
     try:
         sockets = bind_sockets(host, port)
     except ListenError as exc:

@@ -177,7 +177,7 @@ class AnalyticsSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["json", "text"] = "json"
+    format: Literal["auto", "json", "text"] = "auto"
 
 
 class NotifierSettings(_Section):
@@ -202,6 +202,13 @@ class Settings(BaseModel):
     @property
     def is_production(self) -> bool:
         return self.server.env == "production"
+
+    @property
+    def log_format(self) -> Literal["json", "text"]:
+        """`logging.format` with "auto" decided: JSON for a log collector, text for a terminal."""
+        if self.logging.format != "auto":
+            return self.logging.format
+        return "json" if self.is_production else "text"
 
 
 class SettingsError(Exception):

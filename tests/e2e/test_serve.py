@@ -155,3 +155,32 @@ async def test_make_run_passes_port_through(tmp_path: Path) -> None:
             http.get(f"http://127.0.0.1:{port}/health") as response,
         ):
             assert response.status == 200
+
+
+PRODUCTION = {
+    "MITRA_SERVER_ENV": "production",
+    "MITRA_SERVER_SEED_DEMO": "false",
+    "MITRA_SERVER_ALLOWED_HOSTS": "127.0.0.1",
+    "MITRA_AUTH_JWT_SECRET": "an e2e test secret that is long enough",
+}
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+async def test_console_logs_are_text_in_development_and_json_in_production(
+    tmp_path: Path, env: str
+) -> None:
+    settings = {"MITRA_LOGGING_LEVEL": "INFO", "MITRA_SERVER_SEED_DEMO": "false"}
+    if env == "production":
+        settings |= PRODUCTION
+    async with running(mitra_serve("--port", "0"), tmp_path, serve_env(**settings)) as process:
+        await read_until(process, "Mitra is serving")
+    assert process.returncode == 0
+    lines = (tmp_path / "stderr.log").read_text().splitlines()
+    assert lines, "INFO start-up logged nothing"
+    as_json = [line.startswith("{") and line.endswith("}") for line in lines]
+    if env == "production":
+        assert all(as_json), lines
+    else:
+        assert not any(as_json), lines
+        # asctime, level, logger: what a developer reads in a terminal.
+        assert any(re.match(r"\d{4}-\d\d-\d\d [\d:,]+ INFO mitra\.", line) for line in lines)

@@ -210,3 +210,21 @@ def test_docker_compose_sets_only_real_settings() -> None:
 def test_sections_cover_the_documented_file() -> None:
     with (ROOT / "config" / "default.toml").open("rb") as handle:
         assert set(tomllib.load(handle)) == set(SECTIONS)
+
+
+LIVE = {**PRODUCTION, "MITRA_AUTH_JWT_SECRET": STRONG_SECRET}
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "text"),
+        (LIVE, "json"),
+        ({"MITRA_LOGGING_FORMAT": "json"}, "json"),
+        ({**LIVE, "MITRA_LOGGING_FORMAT": "text"}, "text"),
+    ],
+)
+def test_log_format_auto_is_text_in_development_and_json_in_production(
+    environ: dict[str, str], expected: str
+) -> None:
+    assert load_settings(environ=environ).log_format == expected
