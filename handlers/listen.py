@@ -17,12 +17,9 @@ def bind_sockets(host: str, port: int) -> list[socket.socket]:
     and no actor system, and the error is ours to word. The sockets listen once aiohttp starts
     its sites, so nothing connects before the app is ready.
     """
-    try:
-        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     sockets: list[socket.socket] = []
     try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         for family, kind, proto, _, address in dict.fromkeys(addresses):
             sock = socket.socket(family, kind, proto)
             sockets.append(sock)

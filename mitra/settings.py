@@ -1,7 +1,8 @@
 """Typed settings: code defaults, merged with an optional TOML file, overridden by MITRA_* env vars.
 
 Every setting has its typed default here; `config/default.toml` documents the same keys and a test
-keeps the two in agreement. A bad value stops start-up with one line naming the key.
+keeps the two in agreement. A bad value, or a key or `MITRA_*` variable that is no setting, stops
+start-up with one line naming the key (and the closest setting, for a typo).
 """
 
 from __future__ import annotations
@@ -313,8 +314,10 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, str], str]) -> str:
     if len(location) >= 2 and (location[0], location[1]) in sources:
         origin = f" (from {sources[(location[0], location[1])]})"
     if first["type"] == "extra_forbidden":
-        closest = _closest(location[1], SECTIONS[location[0]].model_fields)
-        hint = f"; did you mean {location[0]}.{closest}?" if closest else ""
+        hint = ""
+        if len(location) >= 2 and location[0] in SECTIONS:
+            closest = _closest(location[1], SECTIONS[location[0]].model_fields)
+            hint = f"; did you mean {location[0]}.{closest}?" if closest else ""
         return f"invalid setting {key}{origin}: no such setting{hint}"
     message = first["msg"].removeprefix("Value error, ")
     return f"invalid setting {key}{origin}: {message}, got {first.get('input')!r}"
