@@ -17,8 +17,9 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 
 install: $(STAMP)
 
+# `make run PORT=8081` serves on another port; without PORT, the server.port setting applies.
 run: install
-	$(BIN)/mitra serve
+	$(BIN)/mitra serve $(if $(PORT),--port $(PORT))
 
 lint: install
 	$(BIN)/ruff check .

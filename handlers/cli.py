@@ -10,6 +10,7 @@ from aiohttp import web
 
 from handlers.app import create_app
 from handlers.keys import ACCOUNTS, DATABASE
+from handlers.listen import ListenError, bind_sockets, url_host
 from handlers.process import configure_process, freeze_after_startup
 from mitra import cli
 from mitra.demo import ensure_demo_tenant, login_banner
@@ -20,9 +21,15 @@ from mitra.settings import Settings
 def serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
-    configure_logging(settings.logging.level, settings.logging.format)
+    configure_logging(settings.logging.level, settings.log_format)
+    try:
+        sockets = bind_sockets(host, port)
+    except ListenError as exc:
+        print(f"mitra: {exc}", file=sys.stderr)
+        return 2
     app = create_app(settings)
-    base_url = f"http://{host}:{port}"
+    # The bound port, not the asked one: `--port 0` prints the port the kernel picked.
+    base_url = f"http://{url_host(host)}:{sockets[0].getsockname()[1]}"
 
     banner = [f"Mitra is serving on {base_url}"]
 
@@ -32,7 +39,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
             banner[0] = login_banner(base_url)
 
     def announce(_: str) -> None:
-        # run_app calls this once the port is bound: a client reading the banner can connect.
+        # run_app calls this once every site listens: a client reading the banner can connect.
         print(banner[0], flush=True)
 
     app.on_startup.append(seed_demo)
@@ -41,8 +48,7 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     configure_process(settings.server)
     web.run_app(
         app,
-        host=host,
-        port=port,
+        sock=sockets,
         print=announce,
         access_log=None,
         shutdown_timeout=settings.server.shutdown_timeout_seconds,

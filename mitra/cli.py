@@ -18,9 +18,12 @@ from mitra.auth import PasswordHasher
 from mitra.db import Database
 from mitra.errors import MitraError
 from mitra.models import Role
+from mitra.password_input import PasswordInputError, add_password_input, read_password
 from mitra.settings import Settings, SettingsError, load_settings
 
 ServeCommand = Callable[[Settings, argparse.Namespace], int]
+# The commands that set a password, and what their prompt calls it.
+PASSWORD_FIELDS = {("tenant", "create"): "admin password", ("user", "create"): "password"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     create_tenant.add_argument("slug")
     create_tenant.add_argument("--name", required=True)
     create_tenant.add_argument("--admin-email", required=True)
-    create_tenant.add_argument("--admin-password", required=True)
+    add_password_input(create_tenant, "--admin-password")
     create_tenant.add_argument("--admin-first-name", default="Tenant")
     create_tenant.add_argument("--admin-last-name", default="Admin")
 
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--tenant", required=True)
     create_user.add_argument("--email", required=True)
     create_user.add_argument("--phone")
-    create_user.add_argument("--password", required=True)
+    add_password_input(create_user, "--password")
     create_user.add_argument("--role", required=True, choices=[role.value for role in Role])
     create_user.add_argument("--first-name", default="New")
     create_user.add_argument("--last-name", default="User")
@@ -73,6 +76,15 @@ def main(argv: Sequence[str] | None = None, *, serve: ServeCommand | None = None
             print("mitra: serve is not available from this entry point", file=sys.stderr)
             return 2
         return serve(settings, args)
+    field = PASSWORD_FIELDS.get((args.command, getattr(args, "action", "")))
+    try:
+        if field is not None:
+            # Asked before anything opens (or migrates) the database: a password that cannot
+            # be read changes nothing.
+            args.password = read_password(args, field)
+    except PasswordInputError as exc:
+        print(f"mitra: {exc}", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_operator_command(settings, args))
     except MitraError as exc:
@@ -104,7 +116,7 @@ async def _create_tenant(accounts: AccountService, args: argparse.Namespace) -> 
         args.name,
         NewUser(
             email=args.admin_email,
-            password=args.admin_password,
+            password=args.password,
             first_name=args.admin_first_name,
             last_name=args.admin_last_name,
             role=Role.SUPER_ADMIN,

@@ -1,17 +1,19 @@
 """Typed settings: code defaults, merged with an optional TOML file, overridden by MITRA_* env vars.
 
 Every setting has its typed default here; `config/default.toml` documents the same keys and a test
-keeps the two in agreement. A bad value stops start-up with one line naming the key.
+keeps the two in agreement. A bad value, or a key or `MITRA_*` variable that is no setting, stops
+start-up with one line naming the key (and the closest setting, for a typo).
 """
 
 from __future__ import annotations
 
 import base64
+import difflib
 import ipaddress
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -30,6 +32,9 @@ ENV_PREFIX = "MITRA_"
 # 32 bytes, base64: encrypts provider credentials on a laptop; production refuses it.
 DEV_SECRETS_KEY = "bWl0cmEtZGV2ZWxvcG1lbnQta2V5LWRvLW5vdC11c2U="
 MIN_METRICS_TOKEN_CHARS = 32
+# Variables under these prefixes belong to the test suite and the benchmarks (the PostgreSQL
+# server they use, the loop they run on) and reach `mitra serve` through their environment.
+TOOLING_ENV_PREFIXES = ("MITRA_TEST_", "MITRA_BENCH_")
 
 
 class _Section(BaseModel):
@@ -179,7 +184,7 @@ class AnalyticsSettings(_Section):
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    format: Literal["json", "text"] = "json"
+    format: Literal["auto", "json", "text"] = "auto"
 
 
 class IntegrationsSettings(_Section):
@@ -256,6 +261,13 @@ class Settings(BaseModel):
     def is_production(self) -> bool:
         return self.server.env == "production"
 
+    @property
+    def log_format(self) -> Literal["json", "text"]:
+        """`logging.format` with "auto" decided: JSON for a log collector, text for a terminal."""
+        if self.logging.format != "auto":
+            return self.logging.format
+        return "json" if self.is_production else "text"
+
 
 class SettingsError(Exception):
     """A setting that cannot be used; the message is one line naming the key."""
@@ -296,6 +308,7 @@ def load_settings(
     for name, value in environ.items():
         target = setting_for_env_var(name)
         if target is None:
+            _refuse_unknown_env_var(name)
             continue
         section, key = target
         merged.setdefault(section, {})[key] = value
@@ -308,6 +321,30 @@ def load_settings(
     return settings
 
 
+def _refuse_unknown_env_var(name: str) -> None:
+    """A `MITRA_*` name that is no setting is a typo: ignoring it would run on the default."""
+    if not name.startswith(ENV_PREFIX) or name.startswith(TOOLING_ENV_PREFIXES):
+        return
+    known = {
+        env_var_name(section, key): f"{section}.{key}"
+        for section, model in SECTIONS.items()
+        for key in model.model_fields
+    }
+    closest = _closest(name, known)
+    hint = (
+        f"; did you mean {closest} ({known[closest]})?"
+        if closest
+        else " (names are MITRA_<SECTION>_<KEY>, see config/default.toml)"
+    )
+    raise SettingsError(f"unknown environment variable {name}: no such setting{hint}")
+
+
+def _closest(name: str, candidates: Iterable[str]) -> str | None:
+    """The candidate nearest to a misspelt `name`, if one is near enough to be what was meant."""
+    matches = difflib.get_close_matches(name, list(candidates), n=1)
+    return matches[0] if matches else None
+
+
 def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
     try:
         with path.open("rb") as handle:
@@ -318,7 +355,9 @@ def _read_toml(path: Path) -> dict[str, dict[str, Any]]:
         raise SettingsError(f"config file {path}: not valid TOML ({exc})") from None
     for section, values in data.items():
         if section not in SECTIONS:
-            raise SettingsError(f"config file {path}: unknown section [{section}]")
+            closest = _closest(section, SECTIONS)
+            hint = f"; did you mean [{closest}]?" if closest else ""
+            raise SettingsError(f"config file {path}: unknown section [{section}]{hint}")
         if not isinstance(values, dict):
             raise SettingsError(f"config file {path}: [{section}] must be a table")
     return data
@@ -332,7 +371,11 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, str], str]) -> str:
     if len(location) >= 2 and (location[0], location[1]) in sources:
         origin = f" (from {sources[(location[0], location[1])]})"
     if first["type"] == "extra_forbidden":
-        return f"invalid setting {key}{origin}: no such setting"
+        hint = ""
+        if len(location) >= 2 and location[0] in SECTIONS:
+            closest = _closest(location[1], SECTIONS[location[0]].model_fields)
+            hint = f"; did you mean {location[0]}.{closest}?" if closest else ""
+        return f"invalid setting {key}{origin}: no such setting{hint}"
     message = first["msg"].removeprefix("Value error, ")
     if _SECRET_NAME.search(key):
         # A start-up error lands in logs and terminals: a secret is never echoed back.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -53,7 +53,7 @@ def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
     return fields
 
 
-def configure_logging(level: str, fmt: str) -> None:
+def configure_logging(level: str, fmt: Literal["json", "text"]) -> None:
     # Neither format writes the caller's file and line, the thread or the process, and every
     # request logs a line: skip collecting them (a third of a log call's cost). `_srcfile = None`
     # is the knob the logging module's own comments name for turning caller lookup off.

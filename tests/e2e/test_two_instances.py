@@ -103,6 +103,20 @@ async def service(
             await instance.stop()
 
 
+async def create_tenant(env: dict[str, str], prefix: str) -> tuple[str, str]:
+    """A tenant made with the CLI, as an operator does; returns its slug and admin's email."""
+    slug = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    admin_email = f"admin@{slug}.example.com"
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "handlers.cli", "tenant", "create", slug, "--name", prefix.title(),
+        "--admin-email", admin_email, "--password-stdin", env=env,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    await cli.communicate(f"{PASSWORD}\n".encode())
+    assert cli.returncode == 0
+    return slug, admin_email
+
+
 async def call(http: aiohttp.ClientSession, method: str, url: str, token: str | None = None,
                **kwargs: Any) -> dict[str, Any]:  # fmt: skip
     headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -170,14 +184,7 @@ async def test_members_on_two_instances_share_one_order_and_survive_a_stop(
     service: tuple[Instance, Instance, dict[str, str]],
 ) -> None:
     first, second, env = service
-    slug = f"two-{uuid.uuid4().hex[:6]}"
-    admin_email = f"admin@{slug}.example.com"
-    cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "handlers.cli", "tenant", "create", slug, "--name", "Two",
-        "--admin-email", admin_email, "--admin-password", PASSWORD,
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await cli.wait() == 0
+    slug, admin_email = await create_tenant(env, "two")
     async with aiohttp.ClientSession() as http:
         login = {"identifier": admin_email, "password": PASSWORD}
         admin = (await call(http, "POST", f"{first.base}/api/v1/auth/login", json=login))["data"]
@@ -244,14 +251,7 @@ async def test_a_revocation_on_one_instance_refuses_the_session_on_the_other(
     service: tuple[Instance, Instance, dict[str, str]],
 ) -> None:
     first, second, env = service
-    slug = f"rev-{uuid.uuid4().hex[:6]}"
-    admin_email = f"admin@{slug}.example.com"
-    cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "handlers.cli", "tenant", "create", slug, "--name", "Rev",
-        "--admin-email", admin_email, "--admin-password", PASSWORD,
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await cli.wait() == 0
+    _, admin_email = await create_tenant(env, "rev")
     async with aiohttp.ClientSession() as http:
         login = {"identifier": admin_email, "password": PASSWORD}
         tokens = (await call(http, "POST", f"{first.base}/api/v1/auth/login", json=login))["data"]

@@ -4,10 +4,6 @@ status, taken by either, moves it forward on the socket."""
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
-import sys
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,7 +11,14 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.e2e.test_two_instances import PASSWORD, Instance, Member, call, service_env
+from tests.e2e.test_two_instances import (
+    PASSWORD,
+    Instance,
+    Member,
+    call,
+    create_tenant,
+    service_env,
+)
 from tests.support.databases import truncate_all
 from tests.support.fake_graph import FakeGraph
 from tests.support.whatsapp import (
@@ -63,14 +66,7 @@ async def test_whatsapp_in_and_out_across_two_instances(
 ) -> None:
     first, second, env = whatsapp_service
     fake, _ = graph
-    slug = f"wa-{uuid.uuid4().hex[:6]}"
-    admin_email = f"admin@{slug}.example.com"
-    cli = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "handlers.cli", "tenant", "create", slug, "--name", "WA",
-        "--admin-email", admin_email, "--admin-password", PASSWORD,
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    assert await cli.wait() == 0
+    slug, admin_email = await create_tenant(env, "wa")
     async with aiohttp.ClientSession() as http:
         login = {"identifier": admin_email, "password": PASSWORD}
         admin = (await call(http, "POST", f"{first.base}/api/v1/auth/login", json=login))["data"]

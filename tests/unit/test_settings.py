@@ -13,6 +13,7 @@ from mitra.settings import (
     DEV_JWT_SECRET,
     DEV_SECRETS_KEY,
     SECTIONS,
+    TOOLING_ENV_PREFIXES,
     Settings,
     SettingsError,
     load_settings,
@@ -88,14 +89,69 @@ def test_a_bad_value_is_one_line_naming_the_key(environ: dict[str, str], expecte
     assert "\n" not in str(caught.value)
 
 
-def test_unknown_key_in_a_file_is_named(tmp_path: Path) -> None:
+def test_unknown_key_in_a_file_is_named_with_the_closest(tmp_path: Path) -> None:
     config = tmp_path / "bad.toml"
     config.write_text("[server]\nprot = 1\n")
-    with pytest.raises(SettingsError, match=r"invalid setting server\.prot: no such setting"):
+    with pytest.raises(SettingsError) as caught:
         load_settings(config, environ={})
+    assert (
+        str(caught.value)
+        == "invalid setting server.prot: no such setting; did you mean server.port?"
+    )
     config.write_text("[sever]\nport = 1\n")
-    with pytest.raises(SettingsError, match=r"unknown section \[sever\]"):
+    with pytest.raises(SettingsError) as caught:
         load_settings(config, environ={})
+    assert (
+        str(caught.value)
+        == f"config file {config}: unknown section [sever]; did you mean [server]?"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "MITRA_DATABSE_URL",
+            "unknown environment variable MITRA_DATABSE_URL: no such setting; did you mean"
+            " MITRA_DATABASE_URL (database.url)?",
+        ),
+        (
+            "MITRA_AUTH_JWT_SECERT",
+            "unknown environment variable MITRA_AUTH_JWT_SECERT: no such setting; did you mean"
+            " MITRA_AUTH_JWT_SECRET (auth.jwt_secret)?",
+        ),
+        (
+            "MITRA_SERVER_PORTS",
+            "unknown environment variable MITRA_SERVER_PORTS: no such setting; did you mean"
+            " MITRA_SERVER_PORT (server.port)?",
+        ),
+        (
+            "MITRA_COLOUR",
+            "unknown environment variable MITRA_COLOUR: no such setting (names are"
+            " MITRA_<SECTION>_<KEY>, see config/default.toml)",
+        ),
+    ],
+)
+def test_an_unknown_mitra_variable_stops_start_up_naming_the_closest(
+    name: str, expected: str
+) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings(environ={"MITRA_DATABASE_URL": "sqlite+aiosqlite:///x.db", name: "1"})
+    assert str(caught.value) == expected
+
+
+def test_the_suites_and_benchmarks_own_variables_are_not_settings() -> None:
+    assert not {
+        name.rstrip("_").removeprefix("MITRA_").lower() for name in TOOLING_ENV_PREFIXES
+    } & set(SECTIONS)
+    settings = load_settings(
+        environ={
+            "MITRA_TEST_POSTGRES_URL": "postgresql+asyncpg://postgres@127.0.0.1/test",
+            "MITRA_BENCH_POSTGRES_URL": "postgresql+asyncpg://postgres@127.0.0.1/bench",
+            "MITRAL": "not ours",
+        }
+    )
+    assert settings == Settings()
 
 
 METRICS_TOKEN = "m" * 40
@@ -201,3 +257,21 @@ def test_docker_compose_sets_only_real_settings() -> None:
 def test_sections_cover_the_documented_file() -> None:
     with (ROOT / "config" / "default.toml").open("rb") as handle:
         assert set(tomllib.load(handle)) == set(SECTIONS)
+
+
+LIVE = {**PRODUCTION, "MITRA_AUTH_JWT_SECRET": STRONG_SECRET}
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, "text"),
+        (LIVE, "json"),
+        ({"MITRA_LOGGING_FORMAT": "json"}, "json"),
+        ({**LIVE, "MITRA_LOGGING_FORMAT": "text"}, "text"),
+    ],
+)
+def test_log_format_auto_is_text_in_development_and_json_in_production(
+    environ: dict[str, str], expected: str
+) -> None:
+    assert load_settings(environ=environ).log_format == expected
