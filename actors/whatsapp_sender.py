@@ -20,9 +20,9 @@ from typing import Any
 from mitra.db import utcnow
 from mitra.errors import NotFound
 from mitra.whatsapp.graph import GraphClient, GraphError
-from mitra.whatsapp.graph_messages import OutboundMessage, TemplateMessage, TextMessage
 from mitra.whatsapp.ledger import Claim, SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
+from mitra.whatsapp.outbound import outbound_message
 from mitra.whatsapp.pacing import Backoff, SendPacer
 from mitra.whatsapp.setup import WhatsAppSetup
 from streams.base import RetryPolicy, Streams, Subscription
@@ -99,7 +99,7 @@ class WhatsAppSender:
             await ledger.failed(tenant_id, claim.send_id, None, "WhatsApp is not set up")
             return "failed"
         try:
-            outbound = _outbound(message, to_phone)
+            outbound = outbound_message(to_phone, str(message["body"]), message.get("meta"))
         except ValueError as exc:
             await ledger.failed(tenant_id, claim.send_id, None, str(exc))
             return "failed"
@@ -133,16 +133,3 @@ class WhatsAppSender:
 
     def _outcome(self, outcome: str) -> None:
         self._metrics.sends.inc({"outcome": outcome})
-
-
-def _outbound(message: dict[str, Any], to_phone: str) -> OutboundMessage:
-    to = to_phone  # E.164; the client writes it as digits
-    template = (message.get("meta") or {}).get("template")
-    if isinstance(template, dict):
-        return TemplateMessage(
-            to=to,
-            name=str(template["name"]),
-            language=str(template["language"]),
-            body_parameters=tuple(str(p) for p in template.get("parameters", ())),
-        )
-    return TextMessage(to=to, body=str(message["body"]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +15,7 @@ from handlers.envelope import ok
 from handlers.keys import (
     CHAT_ROUTER,
     CONVERSATIONS,
+    CUSTOMERS,
     WHATSAPP_GRAPH,
     WHATSAPP_SETUP,
     WHATSAPP_TEMPLATES,
@@ -22,12 +24,14 @@ from handlers.openapi import RawResponse, operation
 from handlers.records import path_id
 from handlers.schemas.chat import MessageResponse
 from handlers.schemas.common import IdPath
-from handlers.schemas.whatsapp import TemplateResponse, TemplateSendRequest
+from handlers.schemas.whatsapp import TemplateResponse, WhatsAppSendRequest
 from handlers.security import authenticate
 from handlers.validation import parse_body
 from mitra.auth.principal import Principal
 from mitra.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from mitra.whatsapp.graph import GraphError
+from mitra.whatsapp.outbound import SEND, TEMPLATE, outbound_message
+from mitra.whatsapp.outbound import summary as outbound_summary
 from mitra.whatsapp.templates import require_account
 
 routes = web.RouteTableDef()
@@ -36,46 +40,71 @@ TAGS = ("whatsapp",)
 
 @routes.post("/api/v1/whatsapp/messages")
 @operation(
-    "Send a customer an approved WhatsApp template",
+    "Send a customer a template, buttons, a list or media on WhatsApp",
     description="Agents, to their customers: stored in the customer's conversation and sent "
-    "through Meta, also outside the 24-hour window where free-form messages are refused.",
+    "through Meta. Only an approved template goes outside the 24-hour window; the other kinds "
+    "are refused there with `outside_window`, as free text is.",
     tags=TAGS,
-    body=TemplateSendRequest,
+    body=WhatsAppSendRequest,
     response=MessageResponse,
     status=201,
     errors=(403, 404),
 )
-async def send_template(request: web.Request) -> web.Response:
+async def send_whatsapp(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     if not principal.role.is_staff:
-        raise Forbidden("only the agency's staff send templates")
-    body = await parse_body(request, TemplateSendRequest)
-    await _check_template(request, principal, body)
+        raise Forbidden("only the agency's staff send WhatsApp messages")
+    body = await parse_body(request, WhatsAppSendRequest)
+    if body.template:
+        await _check_template(request, principal, body)
+    meta = _meta(body)
+    customer = await request.app[CUSTOMERS].get(principal, body.customer_id)
+    try:
+        outbound_message(customer.phone, body.body or "", meta)
+    except ValueError as exc:
+        field, _, reason = str(exc).partition(": ")
+        raise InvalidInput.for_field(field, reason or str(exc)) from None
     summary, _ = await request.app[CONVERSATIONS].open_with_customer(principal, body.customer_id)
-    text = f"[template {body.template}] " + " | ".join(body.parameters)
     stored = await request.app[CHAT_ROUTER].send(
         principal.tenant_id,
         summary.id,
         SendMessage(
             principal.user_id,
-            body.client_msg_id or f"tpl-{uuid.uuid4().hex}",
-            text.strip(),
+            body.client_msg_id or f"wa-{uuid.uuid4().hex}",
+            outbound_summary(meta),
             "whatsapp",
             "outbound",
-            meta={
-                "template": {
-                    "name": body.template,
-                    "language": body.language,
-                    "parameters": body.parameters,
-                }
-            },
+            meta=meta,
         ),
     )
     return ok(MessageResponse.model_validate(asdict(stored)), message="accepted", status=201)
 
 
+def _meta(body: WhatsAppSendRequest) -> dict[str, Any]:
+    if body.template:
+        return {
+            TEMPLATE: {
+                "name": body.template,
+                "language": body.language,
+                "parameters": body.parameters,
+            }
+        }
+    if body.buttons:
+        spec: dict[str, Any] = {
+            "type": "buttons",
+            "body": body.body,
+            "buttons": [b.model_dump() for b in body.buttons],
+        }
+    elif body.list_:
+        spec = {"type": "list", "body": body.body, **body.list_.model_dump()}
+    else:
+        assert body.media is not None  # the request model allows nothing else
+        spec = {"type": "media", **body.media.model_dump()}
+    return {SEND: spec}
+
+
 async def _check_template(
-    request: web.Request, principal: Principal, body: TemplateSendRequest
+    request: web.Request, principal: Principal, body: WhatsAppSendRequest
 ) -> None:
     """Against the last sync, when there is one; without one Meta is the judge."""
     known = await request.app[WHATSAPP_TEMPLATES].listing(principal)

@@ -1,25 +1,78 @@
-"""Request models of `/api/v1/whatsapp`."""
+"""Request and response models of `/api/v1/whatsapp`."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from handlers.schemas.chat import ClientMsgId
 from handlers.schemas.common import RequestModel, ResponseModel
 
+# Meta's own limits (button titles, row counts, lengths) are checked by the message types the
+# sender posts (`mitra.whatsapp.graph_messages`), once, with the field named.
 
-class TemplateSendRequest(RequestModel):
+
+class ReplyButtonSpec(RequestModel):
+    id: str = Field(min_length=1, max_length=256)
+    title: str = Field(min_length=1, description="at most 20 characters")
+
+
+class ListRowSpec(RequestModel):
+    id: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, description="at most 24 characters")
+    description: str | None = Field(None, description="at most 72 characters")
+
+
+class ListSectionSpec(RequestModel):
+    title: str | None = None
+    rows: list[ListRowSpec] = Field(min_length=1, max_length=10)
+
+
+class ListSpec(RequestModel):
+    button: str = Field(min_length=1, description="the label that opens the list")
+    sections: list[ListSectionSpec] = Field(min_length=1, max_length=10)
+
+
+class MediaSpec(RequestModel):
+    kind: Literal["image", "document", "audio", "video"]
+    link: str = Field(pattern=r"^https://", max_length=2000, description="Meta fetches it")
+    caption: str | None = None
+    filename: str | None = None
+
+
+class WhatsAppSendRequest(RequestModel):
+    """One of: an approved `template` (also outside the 24-hour window), reply `buttons` (1-3)
+    or a `list` with a `body`, or `media` by link."""
+
     customer_id: uuid.UUID
-    template: str = Field(pattern=r"^[a-z0-9_]{1,512}$", description="the approved template")
-    language: str = Field(pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="e.g. en_US, hi")
+    template: str | None = Field(None, pattern=r"^[a-z0-9_]{1,512}$")
+    language: str | None = Field(None, pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="en_US")
     parameters: list[str] = Field(
         default_factory=list, max_length=20, description="the body's {{1}}, {{2}}, ... in order"
     )
+    body: str | None = Field(None, min_length=1, description="the text above buttons or a list")
+    buttons: list[ReplyButtonSpec] | None = Field(None, min_length=1, max_length=3)
+    # `list` on the wire; a field of that name would shadow the builtin in this class.
+    list_: ListSpec | None = Field(None, alias="list")
+    media: MediaSpec | None = None
     client_msg_id: ClientMsgId | None = Field(
         None, description="the same id again returns the first acceptance and sends nothing"
     )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> WhatsAppSendRequest:
+        given = {"template": self.template, "buttons": self.buttons, "list": self.list_,
+                 "media": self.media}  # fmt: skip
+        kinds = [kind for kind, value in given.items() if value]
+        if len(kinds) != 1:
+            raise ValueError("give exactly one of template, buttons, list or media")
+        if self.template and not self.language:
+            raise ValueError("a template needs its language")
+        if kinds[0] in ("buttons", "list") and not self.body:
+            raise ValueError(f"{kinds[0]} need a body")
+        return self
 
 
 class TemplateResponse(ResponseModel):

@@ -369,3 +369,65 @@ async def test_templates_sync_from_meta_and_a_send_is_checked_against_them(
         )
         assert (status_code, body["errors"][0]["field"]) == (422, field)
     assert fake.message_posts(PHONE_NUMBER_ID) == []
+
+
+async def test_buttons_lists_and_media_go_within_the_window_and_meta_limits_are_named(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa, _, agent = await agent_with_question(api)
+    _, customers = await api.call("GET", "/api/v1/customers", token=wa.agent.access_token)
+    customer_id = customers["data"]["items"][0]["id"]
+
+    async def send(**kind: Any) -> tuple[int, dict[str, Any]]:
+        return await api.call(
+            "POST",
+            "/api/v1/whatsapp/messages",
+            token=wa.agent.access_token,
+            json={"customer_id": customer_id, **kind},
+        )
+
+    buttons = {
+        "body": "Pay your premium now?",
+        "buttons": [{"id": "pay", "title": "Pay now"}, {"id": "later", "title": "Remind me"}],
+    }
+    listing = {
+        "body": "Which policy?",
+        "list": {
+            "button": "Policies",
+            "sections": [
+                {"rows": [{"id": "p1", "title": "Jeevan Anand", "description": "due 12 March"}]}
+            ],
+        },
+    }
+    media = {"media": {"kind": "document", "link": "https://files.example.com/rc.pdf",
+                       "caption": "Your receipt", "filename": "receipt.pdf"}}  # fmt: skip
+    sent = []
+    for kind in (buttons, listing, media):
+        status_code, body = await send(**kind)
+        assert status_code == 201, body
+        sent.append(body["data"])
+    assert sent[0]["body"] == "Pay your premium now? [Pay now | Remind me]"
+    for message in sent:
+        await wait_for_send(api, message["message_id"], {"sent"})
+    posts = [p.json for p in fake.message_posts(PHONE_NUMBER_ID)]
+    assert [p["type"] for p in posts] == ["interactive", "interactive", "document"]
+    assert [b["reply"]["title"] for b in posts[0]["interactive"]["action"]["buttons"]] == [
+        "Pay now",
+        "Remind me",
+    ]
+    assert posts[1]["interactive"]["action"]["sections"][0]["rows"][0]["id"] == "p1"
+    assert posts[2]["document"] == {
+        "link": "https://files.example.com/rc.pdf",
+        "caption": "Your receipt",
+        "filename": "receipt.pdf",
+    }
+    # Meta's limits are refused here, with the field named, before anything is stored.
+    too_long = {"body": "?", "buttons": [{"id": "x", "title": "a title of more than twenty"}]}
+    status_code, body = await send(**too_long)
+    assert status_code == 422
+    assert body["errors"][0]["field"].startswith("buttons")
+    status_code, body = await send(**buttons, **media)
+    assert status_code == 422
+    assert len(fake.message_posts(PHONE_NUMBER_ID)) == 3
+    await agent.close()
