@@ -9,12 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from aiohttp import web
 from sqlalchemy import select, update
 
 from actors.whatsapp_sender import WhatsAppSender
 from handlers.keys import (
     CHAT,
     DATABASE,
+    SETTINGS,
     STREAMS,
     WHATSAPP_GRAPH,
     WHATSAPP_LEDGER,
@@ -27,6 +29,7 @@ from mitra.settings import Settings
 from mitra.whatsapp.pacing import SendPacer
 from streams.envelope import Event
 from tests.conftest import SettingsFactory
+from tests.streams.conftest import eventually
 from tests.support.api import Api
 from tests.support.fake_graph import FakeGraph
 from tests.support.whatsapp import (
@@ -47,7 +50,8 @@ WAIT = 15.0
 
 @pytest.fixture
 def settings(make_settings: SettingsFactory, graph: tuple[FakeGraph, str]) -> Settings:
-    return make_settings(whatsapp={"graph_base_url": graph[1]})
+    # 100 a second (Meta's default is 80) keeps the burst test to seconds.
+    return make_settings(whatsapp={"graph_base_url": graph[1], "send_rate_per_second": 100})
 
 
 async def customer_wrote(api: Api, wa: WhatsAppTenant, wamid: str = "wamid.IN1") -> str:
@@ -430,4 +434,38 @@ async def test_buttons_lists_and_media_go_within_the_window_and_meta_limits_are_
     status_code, body = await send(**buttons, **media)
     assert status_code == 422
     assert len(fake.message_posts(PHONE_NUMBER_ID)) == 3
+    await agent.close()
+
+
+@pytest.mark.parametrize("rate", [100])
+async def test_a_burst_of_500_replies_is_held_to_the_numbers_rate(
+    api: Api, graph: tuple[FakeGraph, str], app: web.Application, rate: int
+) -> None:
+    fake, _ = graph
+    wa, conversation_id, agent = await agent_with_question(api)
+    limiter = asyncio.Semaphore(25)
+    stored: dict[int, str] = {}
+
+    async def reply(n: int) -> None:
+        async with limiter:
+            _, body = await api.call(
+                "POST",
+                f"/api/v1/conversations/{conversation_id}/messages",
+                token=wa.agent.access_token,
+                json={"client_msg_id": f"burst-{n}", "body": f"reply {n}"},
+                expect=201,
+            )
+            stored[body["data"]["seq"]] = body["data"]["body"]
+
+    await asyncio.gather(*(reply(n) for n in range(500)))
+    await eventually(lambda: len(fake.sent) >= 500, within=60)
+    posts = sorted(p.at for p in fake.message_posts(PHONE_NUMBER_ID))
+    assert len(posts) == 500
+    # In no second did more leave than the rate allows after the burst.
+    burst = app[SETTINGS].whatsapp.send_burst
+    busiest = max(sum(1 for t in posts[i:] if t < start + 1.0) for i, start in enumerate(posts))
+    assert busiest <= rate + burst
+    # A conversation's messages leave in seq order.
+    bodies = [p.json["text"]["body"] for p in fake.message_posts(PHONE_NUMBER_ID)]
+    assert bodies == [stored[seq] for seq in sorted(stored)]
     await agent.close()

@@ -20,6 +20,7 @@ import hashlib
 import json
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -46,6 +47,8 @@ class RecordedRequest:
     headers: dict[str, str]
     bearer_ok: bool
     json: Any
+    # When it arrived (monotonic seconds): a rate limit is seen in these.
+    at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,7 @@ class FakeGraph:
             bearer_ok=expected_token is not None
             and request.headers.get("Authorization") == f"Bearer {expected_token}",
             json=body,
+            at=time.monotonic(),
         )
         self.requests.append(recorded)
         return recorded
