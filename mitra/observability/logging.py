@@ -11,7 +11,12 @@ import orjson
 
 from mitra.observability.context import current_context
 
-_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"fields", "message"}
+# `asctime` is set on the record by the text format itself: not a field of the caller's.
+_RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "fields",
+    "message",
+    "asctime",
+}
 
 
 class JsonFormatter(logging.Formatter):

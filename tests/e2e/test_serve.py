@@ -187,3 +187,5 @@ async def test_console_logs_are_text_in_development_and_json_in_production(
         assert not any(as_json), lines
         # asctime, level, logger: what a developer reads in a terminal.
         assert any(re.match(r"\d{4}-\d\d-\d\d [\d:,]+ INFO mitra\.", line) for line in lines)
+        # ... once: the time is not repeated as a field at the end.
+        assert not any("asctime=" in line for line in lines), lines
