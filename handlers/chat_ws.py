@@ -160,7 +160,9 @@ class ChatSession:
             parsed = CLIENT_FRAME.validate_python(data)
         except ValidationError as exc:
             first = field_errors(exc)[0]
-            self._error("invalid_frame", f"{first.field}: {first.message}", ref)
+            # The union's tag leads every location ("send.body"); the client named the field.
+            field = (first.field or kind).removeprefix(f"{kind}.")
+            self._error("invalid_frame", f"{field}: {first.message}", ref)
             return
         if isinstance(parsed, PingFrame):
             self.socket.push(encode({"type": "pong", "ref": parsed.ref}))

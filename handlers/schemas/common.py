@@ -5,15 +5,40 @@ from __future__ import annotations
 import uuid
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 DataT = TypeVar("DataT")
+NUL_MESSAGE = "must not contain a NUL character (\\u0000)"
+
+
+def holds_nul(value: Any) -> bool:
+    """Whether a value (a string, or strings inside lists, sets and dicts) holds a NUL."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list | tuple | set | frozenset):
+        return any(holds_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
+    return False
 
 
 class RequestModel(BaseModel):
-    """A request body: unknown fields are an error, strings are trimmed."""
+    """A request body, query string or socket frame: unknown fields are an error, strings are
+    trimmed, and no field may hold a NUL character."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    # PostgreSQL refuses NUL in text (a 500 from deep inside a query) and SQLite cuts a LIKE
+    # pattern at it (a search for "\x00" matched every row). One validator on every field of
+    # every request model, so no new field can forget it. After parsing, not before: pydantic
+    # allows no other kind on a union's tag (the frames' `type`), and a field that is not text
+    # once parsed (a uuid, a date, an int, an email) has refused a NUL already.
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        if holds_nul(value):
+            raise ValueError(NUL_MESSAGE)
+        return value
 
 
 class QueryModel(RequestModel):

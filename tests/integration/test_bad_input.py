@@ -1,0 +1,218 @@
+"""Input the database cannot take is refused at the edge, and a failure never leaks what was sent.
+
+A NUL character, an integer past its column's range, an exception after the WebSocket upgrade
+and a database error carrying a password hash: each reached the database or the log before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mitra.models import Role
+from tests.support.api import PASSWORD, Api
+from tests.support.book import add_customer, add_policy, customer_body, policy_body
+from tests.support.chat import staff_room
+from tests.support.ws import ChatClient
+
+NUL = "\x00"
+INT32_MAX = 2**31 - 1
+INT64_OVER = 2**63
+
+
+# Fields that stay text once parsed say why; the others (an email, a uuid, a date, a number, a
+# choice) are refused by their own parsing, still naming the field.
+TEXT_FIELDS = {
+    "tenant",
+    "first_name",
+    "last_name",
+    "password",
+    "phone_number",
+    "identifier",
+    "mfa_token",
+    "refresh_token",
+    "token",
+    "full_name",
+    "address",
+    "phone",
+    "q",
+    "policy_number",
+    "plan_name",
+    "title",
+    "body",
+    "id",
+}
+
+
+def fields_of(body: dict[str, Any]) -> list[str | None]:
+    return [error["field"] for error in body["errors"]]
+
+
+# ---- NUL characters ---------------------------------------------------------------------------
+
+
+async def test_a_nul_in_any_text_field_is_refused_with_422_naming_the_field(api: Api) -> None:
+    admin = await api.tenant()
+    senior = await api.user(admin, Role.SENIOR_AGENT)
+    customer = await add_customer(api, senior)
+    policy = await add_policy(api, senior, customer)
+    _, opened = await api.call(
+        "POST",
+        "/api/v1/conversations",
+        json={"customer_id": customer["id"]},
+        token=senior.access_token,
+        expect=201,
+    )
+    cid = opened["data"]["id"]
+    register = {
+        "tenant": admin.tenant_slug,
+        "email": "new@example.com",
+        "password": PASSWORD,
+        "first_name": "Priya",
+        "last_name": "Sharma",
+    }
+    staff = {**register, "role": "junior_agent"}
+    del staff["tenant"]
+    anonymous, agent, boss = None, senior.access_token, admin.access_token
+    cases: list[tuple[str, str, dict[str, Any] | None, str | None, str]] = [
+        ("POST", "/api/v1/auth/register", {**register, "tenant": f"x{NUL}"}, anonymous, "tenant"),
+        ("POST", "/api/v1/auth/register", {**register, "first_name": NUL}, anonymous, "first_name"),
+        (
+            "POST",
+            "/api/v1/auth/register",
+            {**register, "password": f"a{NUL}"},
+            anonymous,
+            "password",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/register",
+            {**register, "phone_number": f"98765{NUL}43210"},
+            anonymous,
+            "phone_number",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/login",
+            {"identifier": f"{admin.email}{NUL}", "password": PASSWORD},
+            anonymous,
+            "identifier",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/login",
+            {"identifier": admin.email, "password": f"{PASSWORD}{NUL}"},
+            anonymous,
+            "password",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/verify-otp",
+            {"mfa_token": f"t{NUL}", "otp_code": "123456"},
+            anonymous,
+            "mfa_token",
+        ),
+        ("POST", "/api/v1/auth/refresh", {"refresh_token": f"r{NUL}"}, anonymous, "refresh_token"),
+        (
+            "POST",
+            "/api/v1/auth/request-password-reset",
+            {"email": f"a{NUL}@example.com"},
+            anonymous,
+            "email",
+        ),
+        (
+            "POST",
+            "/api/v1/auth/reset-password",
+            {"token": f"t{NUL}", "new_password": PASSWORD},
+            anonymous,
+            "token",
+        ),
+        ("PATCH", "/api/v1/users/me", {"last_name": f"S{NUL}"}, agent, "last_name"),
+        ("POST", "/api/v1/users", {**staff, "first_name": f"J{NUL}"}, boss, "first_name"),
+        ("POST", "/api/v1/customers", customer_body(full_name=f"R{NUL}K"), agent, "full_name"),
+        ("POST", "/api/v1/customers", customer_body(address=NUL), agent, "address"),
+        ("PATCH", f"/api/v1/customers/{customer['id']}", {"phone": f"9{NUL}"}, agent, "phone"),
+        ("GET", "/api/v1/customers?q=%00", None, agent, "q"),
+        ("GET", "/api/v1/customers?q=ra%00vi&page=1", None, agent, "q"),
+        (
+            "POST",
+            "/api/v1/policies",
+            policy_body(customer, policy_number=f"P{NUL}"),
+            agent,
+            "policy_number",
+        ),
+        (
+            "PUT",
+            f"/api/v1/policies/{policy['id']}",
+            policy_body(customer, plan_name=f"J{NUL}"),
+            agent,
+            "plan_name",
+        ),
+        ("PATCH", f"/api/v1/policies/{policy['id']}", {"plan_name": NUL}, agent, "plan_name"),
+        ("GET", "/api/v1/policies?q=%00", None, agent, "q"),
+        ("GET", "/api/v1/policies?sort=%00", None, agent, "sort"),
+        ("GET", "/api/v1/analytics/dashboard?from=%00", None, boss, "from"),
+        (
+            "POST",
+            "/api/v1/conversations",
+            {"participant_ids": [senior.user_id], "title": f"t{NUL}"},
+            boss,
+            "title",
+        ),
+        (
+            "POST",
+            "/api/v1/conversations",
+            {"participant_ids": [f"{senior.user_id}{NUL}"]},
+            boss,
+            "participant_ids.0",
+        ),
+        (
+            "POST",
+            f"/api/v1/conversations/{cid}/messages",
+            {"client_msg_id": "c1", "body": f"hello{NUL}"},
+            agent,
+            "body",
+        ),
+        ("GET", f"/api/v1/conversations/{cid}/messages?after_seq=1%00", None, agent, "after_seq"),
+        ("GET", "/api/v1/customers/%00", None, agent, "id"),
+        ("GET", f"/api/v1/policies/{policy['id']}%00", None, agent, "id"),
+        ("GET", f"/api/v1/conversations/{cid}%00/messages", None, agent, "id"),
+    ]
+    for method, path, json, token, field in cases:
+        status, body = await api.call(method, path, json=json, token=token)
+        assert (status, body["success"], fields_of(body)) == (422, False, [field]), (path, body)
+        if field in TEXT_FIELDS:
+            assert "NUL" in body["errors"][0]["message"], (path, body)
+    # Nothing of it was stored, and the search did not match every record either.
+    _, listed = await api.call("GET", "/api/v1/customers", token=agent, expect=200)
+    assert [c["full_name"] for c in listed["data"]["items"]] == ["Ravi Kumar"]
+
+
+async def test_a_nul_in_a_frame_is_an_invalid_frame_naming_the_field(api: Api) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    socket = await ChatClient.connect(api.client, room.members[0].access_token)
+    await socket.join(cid)
+    frames: list[tuple[dict[str, Any], str]] = [
+        ({"type": "send", "conversation_id": cid, "client_msg_id": "c1", "body": NUL}, "body"),
+        (
+            {"type": "send", "conversation_id": cid, "client_msg_id": f"c{NUL}", "body": "hi"},
+            "client_msg_id",
+        ),
+        ({"type": "join", "conversation_id": f"{cid}{NUL}"}, "conversation_id"),
+        ({"type": "typing", "conversation_id": f"{NUL}{cid}"}, "conversation_id"),
+        ({"type": "ping", "ref": f"p{NUL}"}, "ref"),
+    ]
+    for n, (frame, field) in enumerate(frames):
+        await socket.send({"ref": f"r{n}", **frame})
+        error = await socket.expect("error")
+        assert error["code"] == "invalid_frame", (frame, error)
+        assert error["message"].startswith(f"{field}: "), (frame, error)
+        if field in TEXT_FIELDS:
+            assert "NUL" in error["message"], (frame, error)
+    # The socket is still healthy, and nothing was stored.
+    await socket.say(cid, "after", "fine")
+    _, history = await api.call(
+        "GET", f"/api/v1/conversations/{cid}/messages", token=room.members[0].access_token
+    )
+    assert [m["client_msg_id"] for m in history["data"]] == ["after"]
+    await socket.close()
