@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mitra.models.chat import SEQ_MAX
+from mitra.records import MAX_PAGE, MAX_PAGE_SIZE
 
 DataT = TypeVar("DataT")
 NUL_MESSAGE = "must not contain a NUL character (\\u0000)"
@@ -62,9 +65,16 @@ def omittable(**constraints: Any) -> Any:
     return Field(default_factory=_absent, **constraints)
 
 
+Seq = Annotated[int, Field(ge=0, le=SEQ_MAX)]
+"""A position in a conversation, as wide as the seq columns (every integer input is bounded by
+the column or the SQL it ends up in: past it, PostgreSQL answered 500)."""
+
+
 class PageQuery(QueryModel):
-    page: int = Field(1, ge=1, description="1-based page number")
-    limit: int = Field(20, ge=1, le=100, description="items per page, at most 100")
+    page: int = Field(1, ge=1, le=MAX_PAGE, description="1-based page number")
+    limit: int = Field(
+        20, ge=1, le=MAX_PAGE_SIZE, description=f"items per page, at most {MAX_PAGE_SIZE}"
+    )
 
 
 class Pagination(BaseModel):

@@ -6,9 +6,19 @@ and a database error carrying a password hash: each reached the database or the 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
+from pydantic import BaseModel
+
+import handlers.schemas
+from handlers.keys import CONVERSATIONS
+from handlers.schemas.common import IdPath, RequestModel
 from mitra.models import Role
+from mitra.records import MAX_PAGE
 from tests.support.api import PASSWORD, Api
 from tests.support.book import add_customer, add_policy, customer_body, policy_body
 from tests.support.chat import staff_room
@@ -216,3 +226,139 @@ async def test_a_nul_in_a_frame_is_an_invalid_frame_naming_the_field(api: Api) -
     )
     assert [m["client_msg_id"] for m in history["data"]] == ["after"]
     await socket.close()
+
+
+# ---- integers past their column ---------------------------------------------------------------
+
+
+async def test_an_integer_past_its_column_is_refused_with_422_naming_the_field(api: Api) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    token = room.members[0].access_token
+    history = f"/api/v1/conversations/{cid}/messages"
+    cases = [
+        (f"/api/v1/customers?page={INT64_OVER}", "page"),
+        (f"/api/v1/customers?page={MAX_PAGE + 1}", "page"),
+        (f"/api/v1/customers?limit={INT64_OVER}", "limit"),
+        (f"/api/v1/policies?page={INT64_OVER}", "page"),
+        (f"/api/v1/policies?page={10**30}", "page"),
+        (f"{history}?before_seq={INT32_MAX + 1}", "before_seq"),
+        (f"{history}?after_seq={INT32_MAX + 1}", "after_seq"),
+        (f"{history}?after_seq={INT64_OVER}", "after_seq"),
+        (f"{history}?limit={INT64_OVER}", "limit"),
+    ]
+    for path, field in cases:
+        status, body = await api.call("GET", path, token=token)
+        assert (status, body["success"], fields_of(body)) == (422, False, [field]), (path, body)
+    # At the bound itself the database answers: an empty page, not an error.
+    for path in (
+        f"/api/v1/customers?page={MAX_PAGE}&limit=100",
+        f"/api/v1/policies?page={MAX_PAGE}&limit=100",
+        f"{history}?before_seq={INT32_MAX}",
+        f"{history}?after_seq={INT32_MAX}",
+    ):
+        status, body = await api.call("GET", path, token=token)
+        assert status == 200, (path, body)
+        items = body["data"]["items"] if isinstance(body["data"], dict) else body["data"]
+        assert items == [], path
+
+
+async def test_a_seq_past_its_column_in_a_frame_is_an_invalid_frame(api: Api) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    socket = await ChatClient.connect(api.client, room.members[0].access_token)
+    frames = [
+        ({"type": "join", "conversation_id": cid, "since_seq": INT32_MAX + 1}, "since_seq"),
+        ({"type": "join", "conversation_id": cid, "since_seq": INT64_OVER - 1}, "since_seq"),
+        ({"type": "read", "conversation_id": cid, "seq": INT32_MAX + 1}, "seq"),
+    ]
+    for n, (frame, field) in enumerate(frames):
+        await socket.send({"ref": f"r{n}", **frame})
+        error = await socket.expect("error")
+        assert (error["code"], error["ref"]) == ("invalid_frame", f"r{n}"), error
+        assert error["message"].startswith(f"{field}: "), error
+    # Past 64 bits (which a client's JSON encoder may refuse to write) it is the same answer.
+    await socket.ws.send_str(f'{{"type":"read","conversation_id":"{cid}","seq":{10**30}}}')
+    error = await socket.expect("error")
+    assert error["code"] == "invalid_frame", error
+    assert error["message"].startswith("seq: "), error
+    assert not [f for f in socket.frames if f["type"] == "joined"]
+    await socket.close()
+
+
+async def test_a_since_seq_at_the_bound_is_clamped_and_live_messages_arrive(api: Api) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    alice = await ChatClient.connect(api.client, room.members[0].access_token)
+    bob = await ChatClient.connect(api.client, room.members[1].access_token)
+    await alice.join(cid)
+    await alice.say(cid, "one")
+    joined = await bob.join(cid, since_seq=INT32_MAX)
+    assert (joined["last_seq"], joined["since_seq"]) == (1, 1)
+    await alice.say(cid, "two")
+    (live,) = await bob.messages(1)
+    assert (live["seq"], live["client_msg_id"]) == (2, "two")
+    await alice.close()
+    await bob.close()
+
+
+def _request_models() -> Iterator[type[BaseModel]]:
+    for info in pkgutil.iter_modules(handlers.schemas.__path__):
+        module = importlib.import_module(f"handlers.schemas.{info.name}")
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and value.__module__ == module.__name__
+                and value.__name__.endswith(("Request", "Query", "Frame", "Path"))
+            ):
+                yield value
+
+
+def _unbounded_integers(schema: Any, where: str) -> Iterator[str]:
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer" and not {"maximum", "exclusiveMaximum"} & set(schema):
+            yield where
+        for key, value in schema.items():
+            yield from _unbounded_integers(value, f"{where}.{key}")
+    elif isinstance(schema, list):
+        for n, value in enumerate(schema):
+            yield from _unbounded_integers(value, f"{where}[{n}]")
+
+
+def test_every_request_model_refuses_nul_and_bounds_its_integers() -> None:
+    """What the tests above check endpoint by endpoint, for every request model, those still
+    to come included: each one inherits the NUL check, and no integer is unbounded."""
+    models = list(_request_models())
+    assert len(models) > 20
+    for model in models:
+        if model is not IdPath:
+            assert issubclass(model, RequestModel), model
+        assert not list(_unbounded_integers(model.model_json_schema(), model.__name__))
+
+
+# ---- a crash after the upgrade ----------------------------------------------------------------
+
+
+async def test_an_unexpected_error_after_the_upgrade_closes_the_socket_with_1011(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    socket = await ChatClient.connect(api.client, room.members[0].access_token)
+    await socket.join(cid)
+
+    async def broken(*_args: Any) -> int:
+        raise RuntimeError("a bug in the read path")
+
+    monkeypatch.setattr(api.app[CONVERSATIONS], "mark_read", broken)
+    await socket.send({"type": "read", "conversation_id": cid, "seq": 1, "ref": "r1"})
+    error = await socket.expect("error")
+    assert error["code"] == "internal_error"
+    assert "request id" in error["message"]
+    closed = await socket.wait_closed()
+    assert closed.data == 1011, closed
+    # The server goes on: a new socket works.
+    again = await ChatClient.connect(api.client, room.members[0].access_token)
+    await again.join(cid)
+    await again.close()
