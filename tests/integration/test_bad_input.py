@@ -7,17 +7,22 @@ and a database error carrying a password hash: each reached the database or the 
 from __future__ import annotations
 
 import importlib
+import io
+import logging
 import pkgutil
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from pydantic import BaseModel
+from sqlalchemy import event
 
 import handlers.schemas
-from handlers.keys import CONVERSATIONS
+from handlers.keys import CONVERSATIONS, DATABASE
 from handlers.schemas.common import IdPath, RequestModel
 from mitra.models import Role
+from mitra.observability.logging import JsonFormatter, TextFormatter
 from mitra.records import MAX_PAGE
 from tests.support.api import PASSWORD, Api
 from tests.support.book import add_customer, add_policy, customer_body, policy_body
@@ -362,3 +367,82 @@ async def test_an_unexpected_error_after_the_upgrade_closes_the_socket_with_1011
     again = await ChatClient.connect(api.client, room.members[0].access_token)
     await again.join(cid)
     await again.close()
+
+
+# ---- no secrets in the error log --------------------------------------------------------------
+
+
+@pytest.fixture
+def error_log() -> Iterator[io.StringIO]:
+    """The log as `mitra serve` writes it, in both formats (JSON and text)."""
+    stream = io.StringIO()
+    handlers = [logging.StreamHandler(stream), logging.StreamHandler(stream)]
+    handlers[0].setFormatter(JsonFormatter())
+    handlers[1].setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for handler in handlers:
+        root.addHandler(handler)
+    try:
+        yield stream
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+
+
+async def test_a_database_failure_logs_no_parameters_and_no_body(
+    api: Api, error_log: io.StringIO, caplog: pytest.LogCaptureFixture
+) -> None:
+    admin = await api.tenant()
+    email = f"secret-{uuid.uuid4().hex[:8]}@example.com"
+    password = f"pw-{uuid.uuid4().hex}"
+    phone = "+919812345678"
+    engine = api.app[DATABASE].engine.sync_engine
+
+    def refuse(conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        if statement.startswith("INSERT INTO users"):
+            # What a server says about a row it refuses quotes the row's values, as
+            # PostgreSQL's "DETAIL: Key (email)=(...)" does.
+            raise conn.dialect.loaded_dbapi.OperationalError(
+                f"refused\nDETAIL: Key (email)=({email}) is not wanted"
+            )
+
+    event.listen(engine, "before_cursor_execute", refuse)
+    try:
+        status, body = await api.call(
+            "POST",
+            "/api/v1/auth/register",
+            json={
+                "tenant": admin.tenant_slug,
+                "email": email,
+                "password": password,
+                "phone_number": phone,
+                "first_name": "Secretive",
+                "last_name": "Person",
+            },
+        )
+    finally:
+        event.remove(engine, "before_cursor_execute", refuse)
+    assert (status, body["success"], body["message"]) == (500, False, "internal error")
+    logged = error_log.getvalue()
+    assert logged.count("unhandled error") == 2, logged
+    # What helps to find the bug stays: the request, the statement and the error's kind.
+    assert body["request_id"] in logged
+    assert "INSERT INTO users" in logged
+    assert "OperationalError" in logged
+    for secret in (
+        email,
+        email.split("@", maxsplit=1)[0],
+        password,
+        "$argon2",
+        "98123",
+        "Secretive",
+    ):
+        assert secret not in logged, secret
+    # Whatever else reads the exception (another handler, an error tracker) gets no bound
+    # parameters from SQLAlchemy either.
+    (record,) = [r for r in caplog.records if r.getMessage() == "unhandled error"]
+    assert record.exc_info is not None
+    raised = str(record.exc_info[1])
+    assert "INSERT INTO users" in raised
+    assert "$argon2" not in raised
+    assert "Secretive" not in raised
