@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from typing import Any
 
 import orjson
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
 from actors.conversation import AUTO_CHANNEL, SendMessage
@@ -31,6 +32,7 @@ from mitra.auth import Principal
 from mitra.auth.ratelimit import RateLimiter
 from mitra.db import db_purpose
 from mitra.errors import MitraError, NotFound, RateLimited
+from mitra.observability.context import current_context
 from streams.envelope import Event
 from streams.topics import CHAT_EVENTS
 
@@ -62,14 +64,32 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
         max_msg_size=MAX_FRAME_BYTES,
     )
     await ws.prepare(request)
-    principal = await _authenticate(request, ws)
-    if principal is None:
-        return ws
-    # The request's transport is the socket's: pre-built frames are written to it directly.
-    session = ChatSession(request.app, ws, principal, request.transport)
-    with db_purpose("chat.socket"):
-        await session.run()
+    try:
+        principal = await _authenticate(request, ws)
+        if principal is None:
+            return ws
+        # The request's transport is the socket's: pre-built frames are written to it directly.
+        session = ChatSession(request.app, ws, principal, request.transport)
+        with db_purpose("chat.socket"):
+            await session.run()
+    except Exception:
+        # Past the upgrade the connection speaks WebSocket: the error middleware's HTTP 500
+        # would reach the client as a corrupt frame. It gets an error frame and 1011 instead.
+        log.exception("unhandled error in a chat socket")
+        await _close_after_crash(ws)
     return ws
+
+
+async def _close_after_crash(ws: web.WebSocketResponse) -> None:
+    if ws.closed:
+        return
+    request_id = current_context().get("request_id")
+    message = f"internal error; quote request id {request_id} when reporting this"
+    frame = {"type": "error", "code": "internal_error", "message": message, "ref": None}
+    # The peer may be gone already; there is no one left to tell.
+    with contextlib.suppress(ConnectionError):
+        await ws.send_str(orjson.dumps(frame).decode())
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"internal error")
 
 
 async def _authenticate(request: web.Request, ws: web.WebSocketResponse) -> Principal | None:
@@ -160,7 +180,9 @@ class ChatSession:
             parsed = CLIENT_FRAME.validate_python(data)
         except ValidationError as exc:
             first = field_errors(exc)[0]
-            self._error("invalid_frame", f"{first.field}: {first.message}", ref)
+            # The union's tag leads every location ("send.body"); the client named the field.
+            field = (first.field or kind).removeprefix(f"{kind}.")
+            self._error("invalid_frame", f"{field}: {first.message}", ref)
             return
         if isinstance(parsed, PingFrame):
             self.socket.push(encode({"type": "pong", "ref": parsed.ref}))

@@ -8,16 +8,20 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from handlers.schemas.common import Pagination
-from mitra.errors import NotFound
+from handlers.schemas.common import NUL_MESSAGE, Pagination
+from mitra.errors import InvalidInput, NotFound
 from mitra.records import Page, PageRequest
 
 T = TypeVar("T")
 
 
 def path_id(request: web.Request, what: str) -> uuid.UUID:
+    text = request.match_info["id"]
+    # Not merely a malformed id (404): the same refusal as in any other text input.
+    if "\x00" in text:
+        raise InvalidInput.for_field("id", NUL_MESSAGE)
     try:
-        return uuid.UUID(request.match_info["id"])
+        return uuid.UUID(text)
     except ValueError:
         raise NotFound(f"{what} not found") from None
 

@@ -19,6 +19,9 @@ from mitra.models import Role, User
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
+# OFFSET is (page - 1) * limit, and the policy listing binds it as a 32-bit INTEGER: past this
+# page it overflowed (500 on PostgreSQL). Two billion rows is more than any listing holds.
+MAX_PAGE = (2**31 - 1) // MAX_PAGE_SIZE + 1
 # Who may own a book: customers and policies belong to agents, not to admins.
 AGENT_ROLES = frozenset({Role.SENIOR_AGENT, Role.JUNIOR_AGENT})
 ANALYTICS_TOPIC = "analytics.events"
@@ -48,8 +51,8 @@ class PageRequest:
 
     def __post_init__(self) -> None:
         # The HTTP layer validates these too; services are also called from the CLI and actors.
-        if self.page < 1:
-            raise InvalidInput.for_field("page", "must be 1 or more")
+        if not 1 <= self.page <= MAX_PAGE:
+            raise InvalidInput.for_field("page", f"must be between 1 and {MAX_PAGE}")
         if not 1 <= self.limit <= MAX_PAGE_SIZE:
             raise InvalidInput.for_field("limit", f"must be between 1 and {MAX_PAGE_SIZE}")
 

@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
-from handlers.schemas.common import QueryModel, RequestModel, ResponseModel
+from handlers.schemas.common import QueryModel, RequestModel, ResponseModel, Seq
+from mitra.models.chat import SEQ_MAX
 
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 
@@ -39,8 +40,8 @@ class ConversationResponse(ResponseModel):
 
 
 class HistoryQuery(QueryModel):
-    before_seq: int | None = Field(None, ge=1)
-    after_seq: int | None = Field(None, ge=0)
+    before_seq: int | None = Field(None, ge=1, le=SEQ_MAX)
+    after_seq: Seq | None = None
     limit: int = Field(50, ge=1, le=200)
 
 
@@ -93,7 +94,7 @@ class AuthFrame(_Frame):
 class JoinFrame(_Frame):
     type: Literal["join"]
     conversation_id: uuid.UUID
-    since_seq: int = Field(0, ge=0)
+    since_seq: Seq = 0
 
 
 class SendFrame(_Frame):
@@ -112,7 +113,7 @@ class TypingFrame(_Frame):
 class ReadFrame(_Frame):
     type: Literal["read"]
     conversation_id: uuid.UUID
-    seq: int = Field(ge=0)
+    seq: Seq
 
 
 class PingFrame(_Frame):

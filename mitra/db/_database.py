@@ -193,6 +193,9 @@ def _create_engine(settings: DatabaseSettings, url: URL) -> AsyncEngine:
     # orjson for JSON columns (outbox payloads): several times faster than json.dumps.
     options: dict[str, Any] = {
         "echo": settings.echo,
+        # An error's message would otherwise carry every bound value (password hashes, emails,
+        # message bodies) into the log; the log formatters withhold the driver's message too.
+        "hide_parameters": True,
         "json_serializer": _json_dumps,
         "json_deserializer": orjson.loads,
     }
@@ -231,6 +234,7 @@ class _SqliteReads:
         self.engine = create_engine(
             url.set(drivername="sqlite+pysqlite"),
             echo=settings.echo,
+            hide_parameters=True,
             pool_size=self.THREADS,
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,

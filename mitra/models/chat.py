@@ -11,6 +11,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from mitra.db import Base, TenantOwned
 
+SEQ_MAX = 2**31 - 1
+"""The largest `seq` the columns hold (`messages.seq`, `last_read_seq`: INTEGER, 32 bits on
+PostgreSQL); an input beyond it is refused before it reaches a query."""
+
 
 class Conversation(TenantOwned, Base):
     """One chat: an agent with a customer, or staff among themselves."""

@@ -10,16 +10,29 @@ from typing import Any, Literal
 import orjson
 
 from mitra.observability.context import current_context
+from mitra.observability.tracebacks import format_exception
 
-# `asctime` is set on the record by the text format itself: not a field of the caller's.
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
     "fields",
     "message",
-    "asctime",
+    "asctime",  # set by Formatter.format itself, already in the text line
 }
 
 
-class JsonFormatter(logging.Formatter):
+class _SafeTracebacks(logging.Formatter):
+    """Tracebacks without the data errors quote (see `tracebacks`)."""
+
+    def formatException(self, ei: Any) -> str:
+        if ei[1] is None:
+            return super().formatException(ei)
+        try:
+            return format_exception(ei)
+        except Exception:
+            # Never the raw traceback instead: the data it could hold is why this class exists.
+            return f"{type(ei[1]).__qualname__} (traceback withheld: it could not be redacted)"
+
+
+class JsonFormatter(_SafeTracebacks):
     """Formats a record with its context (request id, tenant, user, actor) and `extra` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -36,9 +49,15 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(_SafeTracebacks):
     def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
+        # logging.Formatter reuses a traceback another handler's formatter left on the record,
+        # which would be the unredacted one: format it afresh, and leave the record as it was.
+        cached, record.exc_text = record.exc_text, None
+        try:
+            base = super().format(record)
+        finally:
+            record.exc_text = cached
         fields = {**current_context(), **_extra_fields(record)}
         if not fields:
             return base
