@@ -242,6 +242,15 @@ class ChatSession:
         except MitraError as exc:
             self._error(exc.code, exc.message, ref)
             return
+        except Exception:
+            # A task's error would otherwise vanish: the client would wait for an ack forever.
+            log.exception("a send failed unexpectedly")
+            self._error(
+                "internal_error",
+                "the message may not be stored; send it again with the same client_msg_id",
+                ref,
+            )
+            return
         self.hub.metrics.messages_in += 1
         self.socket.push(ack_frame(stored))
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlalchemy import event
 
 import handlers.schemas
-from handlers.keys import CONVERSATIONS, DATABASE
+from handlers.keys import CHAT_ROUTER, CONVERSATIONS, DATABASE
 from handlers.schemas.common import IdPath, RequestModel
 from mitra.models import Role
 from mitra.observability.logging import JsonFormatter, TextFormatter
@@ -446,3 +446,30 @@ async def test_a_database_failure_logs_no_parameters_and_no_body(
     assert "INSERT INTO users" in raised
     assert "$argon2" not in raised
     assert "Secretive" not in raised
+
+
+async def test_an_unexpected_error_in_a_send_is_answered_and_the_socket_stays(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    socket = await ChatClient.connect(api.client, room.members[0].access_token)
+    await socket.join(cid)
+    router = api.app[CHAT_ROUTER]
+    working = router.send
+
+    async def broken(*_args: Any) -> Any:
+        raise RuntimeError("a bug in the send path")
+
+    monkeypatch.setattr(router, "send", broken)
+    await socket.send(
+        {"type": "send", "conversation_id": cid, "client_msg_id": "m1", "body": "hello"}
+    )
+    error = await socket.expect("error", lambda e: e["ref"] == "m1")
+    assert error["code"] == "internal_error"
+    assert "same client_msg_id" in error["message"]
+    # Sending the same id again, once the bug is gone, stores it.
+    monkeypatch.setattr(router, "send", working)
+    ack = await socket.say(cid, "m1", "hello")
+    assert ack["seq"] == 1
+    await socket.close()
