@@ -23,6 +23,7 @@ from actors.whatsapp_inbound import WhatsAppInboundConsumer
 from actors.whatsapp_sender import WhatsAppSender
 from handlers import (
     analytics,
+    asyncapi,
     auth,
     chat_ws,
     conversations,
@@ -149,6 +150,7 @@ def create_app(
         integrations,
         whatsapp_webhooks,
         whatsapp,
+        asyncapi,
         docs,
     ):
         app.router.add_routes(module.routes)
