@@ -127,7 +127,7 @@ async def _check_template(
     description="Tenant admins; needs `business_account_id` in the integration.",
     tags=TAGS,
     response=list[TemplateResponse],
-    errors=(403, 422, 503),
+    errors=(403, 404, 422, 503),
 )
 async def sync_templates(request: web.Request) -> web.Response:
     principal = await authenticate(request)
