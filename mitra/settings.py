@@ -99,8 +99,10 @@ class StreamsSettings(_Section):
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = Field("", repr=False)
     kafka_ssl_cafile: str = ""
-    kafka_session_timeout_ms: int = Field(10_000, ge=1000)
-    kafka_heartbeat_interval_ms: int = Field(3_000, ge=100)
+    # Kafka's smallest session by default (group.min.session.timeout.ms): a killed instance's
+    # conversations move within ~6 s plus a heartbeat, not the 10 s + 3 s of the client default.
+    kafka_session_timeout_ms: int = Field(6_000, ge=1000)
+    kafka_heartbeat_interval_ms: int = Field(500, ge=100)
     outbox_poll_interval_seconds: float = Field(1.0, gt=0)
     outbox_batch_size: int = Field(200, ge=1, le=10_000)
     outbox_retention_hours: float = Field(72.0, gt=0)

@@ -68,8 +68,8 @@ class KafkaSecurity:
 class KafkaTuning:
     """Timeouts and backoffs; the defaults suit production, tests shorten the group ones."""
 
-    session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 3_000
+    session_timeout_ms: int = 6_000
+    heartbeat_interval_ms: int = 500
     rebalance_timeout_ms: int = 30_000
     request_timeout_ms: int = 30_000
     publish_timeout: float = 10.0  # seconds a publish may wait for the broker
