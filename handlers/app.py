@@ -89,6 +89,9 @@ from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService, SecretBox
+from mitra.notifications.delivery import DeliveringNotifier
+from mitra.notifications.sms import HttpSmsSender
+from mitra.notifications.smtp import SmtpSender
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
@@ -122,13 +125,17 @@ def create_app(
     app[SETTINGS] = settings
     if streams is not None:
         app[STREAMS] = streams
-    app[NOTIFIER] = notifier or LogNotifier(production=settings.is_production)
+    if notifier is not None:
+        app[NOTIFIER] = notifier
+    elif settings.notifier.backend == "log":
+        app[NOTIFIER] = LogNotifier(production=settings.is_production)
     registry = Registry()
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
     app[METRICS_GUARD] = MetricsGuard(settings.metrics)
     app[READINESS_CHECKS] = {}
     app[METRICS_COLLECTORS] = [app[HTTP_METRICS].publish]
+    app.cleanup_ctx.append(_notifications)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_streams)
     app.cleanup_ctx.append(_auth_revocations)
@@ -160,6 +167,43 @@ def create_app(
 
 def add_readiness_check(app: web.Application, name: str, check: ReadinessCheck) -> None:
     app[READINESS_CHECKS][name] = check
+
+
+async def _notifications(app: web.Application) -> AsyncIterator[None]:
+    """Email and SMS that reach people (`notifier.backend = "deliver"`), sent in the background."""
+    if NOTIFIER in app:
+        yield
+        return
+    settings = app[SETTINGS].notifier
+    session = aiohttp.ClientSession()
+    delivering = DeliveringNotifier(
+        SmtpSender(
+            host=settings.smtp_host,
+            port=settings.smtp_port,
+            sender=settings.email_from,
+            username=settings.smtp_username,
+            password=settings.smtp_password,
+            security=settings.smtp_security,
+            ca_file=settings.smtp_ca_file,
+            timeout=settings.timeout_seconds,
+        ),
+        HttpSmsSender(
+            session,
+            base_url=settings.sms_base_url,
+            auth_key=settings.sms_auth_key,
+            template_id=settings.sms_template_id,
+            sender_id=settings.sms_sender_id,
+            timeout=settings.timeout_seconds,
+        ),
+        app[METRICS],
+        max_attempts=settings.max_attempts,
+        backoff_seconds=settings.backoff_seconds,
+    )
+    delivering.start()
+    app[NOTIFIER] = delivering
+    yield
+    await delivering.stop()
+    await session.close()
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:

@@ -238,7 +238,21 @@ class MetricsSettings(_Section):
 
 
 class NotifierSettings(_Section):
-    backend: Literal["log"] = "log"
+    backend: Literal["log", "deliver"] = "log"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: str = Field("", repr=False)
+    smtp_ca_file: str = ""
+    email_from: str = "Mitra <no-reply@mitra.example.com>"
+    sms_base_url: str = "https://control.msg91.com"
+    sms_auth_key: str = Field("", repr=False)
+    sms_template_id: str = ""
+    sms_sender_id: str = ""
+    timeout_seconds: float = Field(10.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    backoff_seconds: float = Field(1.0, gt=0)
 
 
 class Settings(BaseModel):
@@ -411,6 +425,17 @@ def check_production(settings: Settings) -> None:
         raise SettingsError(
             "invalid setting integrations.secrets_key: the development key is refused in"
             " production; set MITRA_INTEGRATIONS_SECRETS_KEY (32 random bytes, base64)"
+        )
+    notifier = settings.notifier
+    if notifier.backend == "log":
+        raise SettingsError(
+            'invalid setting notifier.backend: "log" keeps login codes and reset tokens from'
+            ' reaching people; set it to "deliver" with the SMTP and SMS settings'
+        )
+    if not (notifier.sms_auth_key and notifier.sms_template_id):
+        raise SettingsError(
+            "invalid setting notifier.sms_auth_key: the SMS gateway needs its key and"
+            " notifier.sms_template_id in production"
         )
     if settings.server.seed_demo:
         raise SettingsError(

@@ -22,6 +22,15 @@ class Notification:
     secret: str | None = None
     purpose: str = ""
 
+    def text(self) -> str:
+        """The body the person reads, with the secret in its place (`{code}` or `{token}`)."""
+        if self.secret is None:
+            return self.body
+        return self.body.replace("{code}", self.secret).replace("{token}", self.secret)
+
+    def __repr__(self) -> str:  # a stray log line must not carry the code
+        return f"Notification(channel={self.channel!r}, purpose={self.purpose!r})"
+
 
 class Notifier(Protocol):
     async def send(self, notification: Notification) -> None: ...
@@ -35,7 +44,7 @@ class LogNotifier:
 
     async def send(self, notification: Notification) -> None:
         recipient = (
-            mask(notification.to) if notification.channel == "sms" else _mask_email(notification.to)
+            mask(notification.to) if notification.channel == "sms" else mask_email(notification.to)
         )
         fields: dict[str, object] = {
             "channel": notification.channel,
@@ -48,6 +57,6 @@ class LogNotifier:
         log.info("notification sent", extra={"fields": fields})
 
 
-def _mask_email(address: str) -> str:
+def mask_email(address: str) -> str:
     local, _, domain = address.partition("@")
     return f"{local[:1]}***@{domain}"

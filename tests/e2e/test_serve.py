@@ -165,6 +165,9 @@ PRODUCTION = {
     "MITRA_AUTH_JWT_SECRET": "an e2e test secret that is long enough",
     "MITRA_INTEGRATIONS_SECRETS_KEY": base64.b64encode(b"e2e-key-" * 4).decode(),
     "MITRA_METRICS_TOKEN": "an e2e metrics token that is long enough",
+    "MITRA_NOTIFIER_BACKEND": "deliver",
+    "MITRA_NOTIFIER_SMS_AUTH_KEY": "gateway-key",
+    "MITRA_NOTIFIER_SMS_TEMPLATE_ID": "otp-template",
 }
 
 

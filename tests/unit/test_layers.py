@@ -18,7 +18,7 @@ FORBIDDEN_IN_CORE = {"aiohttp"}
 # A provider client speaks HTTP through the shared aiohttp client session handed to it: the core
 # may hold such adapters (ARCHITECTURE: one module per provider), named here one by one so that
 # a domain service never starts importing aiohttp, and none of them may import aiohttp.web.
-PROVIDER_CLIENTS = {"mitra/whatsapp/graph.py"}
+PROVIDER_CLIENTS = {"mitra/whatsapp/graph.py", "mitra/notifications/sms.py"}
 
 
 def _imports(path: Path) -> set[str]:

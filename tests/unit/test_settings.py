@@ -161,6 +161,9 @@ PRODUCTION = {
     "MITRA_SERVER_SEED_DEMO": "false",
     "MITRA_SERVER_ALLOWED_HOSTS": "mitra.example.com",
     "MITRA_METRICS_TOKEN": METRICS_TOKEN,
+    "MITRA_NOTIFIER_BACKEND": "deliver",
+    "MITRA_NOTIFIER_SMS_AUTH_KEY": "gateway-key",
+    "MITRA_NOTIFIER_SMS_TEMPLATE_ID": "otp-template",
 }
 
 
