@@ -11,10 +11,12 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
+
+from handlers.schemas.common import ResponseModel
 
 
-class _ServerFrame(BaseModel):
+class _ServerFrame(ResponseModel):
     # A frame with a field the document does not name is drift: the contract test fails.
     model_config = ConfigDict(extra="forbid")
 

@@ -20,7 +20,7 @@ from sqlalchemy import event
 
 import handlers.schemas
 from handlers.keys import CHAT_ROUTER, CONVERSATIONS, DATABASE
-from handlers.schemas.common import IdPath, RequestModel
+from handlers.schemas.common import IdPath, RequestModel, ResponseModel
 from mitra.models import Role
 from mitra.observability.logging import JsonFormatter, TextFormatter
 from mitra.records import MAX_PAGE
@@ -316,6 +316,8 @@ def _request_models() -> Iterator[type[BaseModel]]:
                 and issubclass(value, BaseModel)
                 and value.__module__ == module.__name__
                 and value.__name__.endswith(("Request", "Query", "Frame", "Path"))
+                # What the server sends is not input (the socket's own frames, for one).
+                and not issubclass(value, ResponseModel)
             ):
                 yield value
 

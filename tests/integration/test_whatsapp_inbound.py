@@ -12,6 +12,7 @@ from sqlalchemy import text as sql
 from handlers.keys import DATABASE
 from mitra.db import Scope
 from mitra.models import Role
+from tests.streams.conftest import eventually
 from tests.support.api import Api
 from tests.support.whatsapp import (
     ACCESS_TOKEN,
@@ -238,18 +239,28 @@ async def test_one_senders_messages_keep_metas_order_within_a_batch(api: Api) ->
     await agent_socket.join(conversation_id)
     got = [await agent_socket.expect("message", within=10) for _ in range(2)]
     assert [m["body"] for m in got] == ["first", "second"]
-    # A number nobody knows becomes a customer of the default agent, with its own conversation.
-    _, customers = await api.call(
-        "GET", "/api/v1/customers?q=Meena", token=wa.agent.access_token, expect=200
-    )
-    (meena,) = customers["data"]["items"]
-    assert (meena["phone"], meena["agent_id"]) == ("+919811111111", wa.agent.user_id)
-    _, conversations = await api.call(
-        "GET", "/api/v1/conversations", token=wa.agent.access_token, expect=200
-    )
-    hers = [c for c in conversations["data"] if c["customer_id"] == meena["id"]]
-    assert len(hers) == 1
-    assert [m["body"] for m in await history(api, wa, hers[0]["id"])] == ["someone new"]
+
+    # A number nobody knows becomes a customer of the default agent, with its own conversation
+    # (keyed by her own number, so handled beside the other sender's, not after them).
+    async def meenas_messages() -> list[str]:
+        _, customers = await api.call(
+            "GET", "/api/v1/customers?q=Meena", token=wa.agent.access_token, expect=200
+        )
+        if not customers["data"]["items"]:
+            return []
+        (meena,) = customers["data"]["items"]
+        assert (meena["phone"], meena["agent_id"]) == ("+919811111111", wa.agent.user_id)
+        _, conversations = await api.call(
+            "GET", "/api/v1/conversations", token=wa.agent.access_token, expect=200
+        )
+        hers = [c for c in conversations["data"] if c["customer_id"] == meena["id"]]
+        assert len(hers) <= 1
+        return [m["body"] for m in await history(api, wa, hers[0]["id"])] if hers else []
+
+    async def arrived() -> bool:
+        return await meenas_messages() == ["someone new"]
+
+    await eventually(arrived, within=10)
     await agent_socket.close()
 
 
