@@ -6,6 +6,8 @@ one place where secrets are sealed, one where they are opened, and none where th
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Mapping
@@ -16,9 +18,11 @@ from sqlalchemy import select
 
 from mitra.auth.principal import Principal
 from mitra.db import Database, Scope
-from mitra.errors import Forbidden, InvalidInput, NotFound
-from mitra.integrations.crypto import SecretBox, mask
+from mitra.errors import Conflict, Forbidden, InvalidInput, NotFound
+from mitra.integrations.crypto import SecretBox, SecretsUnreadable, mask
 from mitra.models import TenantIntegration
+
+log = logging.getLogger("mitra.integrations")
 
 # Webhooks read a tenant's credentials per request; a burst of them costs one read, and a
 # change made on this instance is seen at once (it clears the entry).
@@ -76,7 +80,9 @@ class IntegrationService:
             row = await _row(session, spec.name)
             kept: dict[str, str] = {}
             if row is not None:
-                kept = self._box.open(tenant_id, spec.name, row.secrets)
+                # Sealed under a key since replaced: what is given now is all there is.
+                with contextlib.suppress(SecretsUnreadable):
+                    kept = self._box.open(tenant_id, spec.name, row.secrets)
             merged = {**kept, **{k: v for k, v in secrets.items() if v is not None}}
             missing = [name for name in spec.secret_fields if not merged.get(name)]
             if missing:
@@ -106,7 +112,13 @@ class IntegrationService:
             row = await _row(session, spec.name)
             if row is None:
                 raise NotFound(f"no {spec.name} integration is set up")
-            return _masked(spec, row, self._box.open(principal.tenant_id, spec.name, row.secrets))
+            try:
+                secrets = self._box.open(principal.tenant_id, spec.name, row.secrets)
+            except SecretsUnreadable:
+                raise Conflict(
+                    f"the {spec.name} secrets were sealed with another key: set them again"
+                ) from None
+            return _masked(spec, row, secrets)
 
     async def credentials(self, tenant_id: uuid.UUID, provider: str) -> Credentials | None:
         """The tenant's opened credentials for `provider`, or None when it has none."""
@@ -119,12 +131,15 @@ class IntegrationService:
             row = await _row(session, provider)
             found = None
             if row is not None:
-                found = Credentials(
-                    tenant_id,
-                    provider,
-                    dict(row.config),
-                    self._box.open(tenant_id, provider, row.secrets),
-                )
+                try:
+                    secrets = self._box.open(tenant_id, provider, row.secrets)
+                except SecretsUnreadable:
+                    log.error(
+                        "tenant %s: %s secrets do not open with this key", tenant_id, provider
+                    )
+                    secrets = None
+                if secrets is not None:
+                    found = Credentials(tenant_id, provider, dict(row.config), secrets)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[key] = (now, found)

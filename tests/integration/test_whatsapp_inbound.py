@@ -3,15 +3,19 @@ messages arriving once, in order, in the conversation their agent already uses."
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from typing import Any
 
 from sqlalchemy import text as sql
 
+from handlers.app import create_app
 from handlers.keys import DATABASE
 from mitra.db import Scope
 from mitra.models import Role
+from mitra.whatsapp.webhook import sign
+from tests.conftest import SettingsFactory
 from tests.streams.conftest import eventually
 from tests.support.api import Api
 from tests.support.whatsapp import (
@@ -165,8 +169,6 @@ async def test_unsigned_forged_or_reserialised_bodies_are_refused_and_nothing_is
     reserialised = json.dumps(body).encode()
     assert reserialised != signed_bytes
     headers = {"Content-Type": "application/json", "X-Hub-Signature-256": ""}
-    from mitra.whatsapp.webhook import sign
-
     attempts = [
         (signed_bytes, None),
         (signed_bytes, sign(signed_bytes, "someone-elses-secret")),
@@ -290,3 +292,34 @@ async def test_a_signed_body_that_is_not_a_webhook_is_a_400_naming_why(api: Api)
     status, answer = await post_webhook(api, wa.webhook, b'{"entry": "nope"}')
     assert status == 400
     assert "entry" in json.loads(answer)["errors"][0]["message"]
+
+
+async def test_after_a_key_change_the_secrets_are_set_again_not_a_500(
+    api: Api, make_settings: SettingsFactory, aiohttp_client: Any
+) -> None:
+    wa = await whatsapp_tenant(api)
+    other_key = base64.b64encode(b"another key of thirty-two bytes!").decode()
+    client = await aiohttp_client(
+        create_app(make_settings(integrations={"secrets_key": other_key}))
+    )
+    headers = {"Authorization": f"Bearer {wa.admin.access_token}"}
+    response = await client.get("/api/v1/integrations/whatsapp", headers=headers)
+    assert response.status == 409
+    assert "set them again" in (await response.json())["message"]
+    signed = raw(webhook_body([text("wamid.K1", CUSTOMER_WA_ID, "hello")]))
+    response = await client.post(
+        wa.webhook, data=signed, headers={"X-Hub-Signature-256": sign(signed, APP_SECRET)}
+    )
+    assert response.status == 401  # nothing to check the signature with: refused, not a 500
+    setup = {
+        "phone_number_id": "106540352242922",
+        "business_number": "+919820000001",
+        "default_agent_id": wa.agent.user_id,
+        "access_token": ACCESS_TOKEN,
+        "app_secret": APP_SECRET,
+        "verify_token": VERIFY_TOKEN,
+    }
+    response = await client.put("/api/v1/integrations/whatsapp", json=setup, headers=headers)
+    assert response.status == 200
+    response = await client.get("/api/v1/integrations/whatsapp", headers=headers)
+    assert response.status == 200
