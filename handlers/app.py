@@ -57,6 +57,7 @@ from handlers.keys import (
     METRICS_GUARD,
     NOTIFIER,
     OUTBOX,
+    PASSWORD_HASHER,
     POLICIES,
     READINESS_CHECKS,
     SETTINGS,
@@ -109,19 +110,26 @@ log = logging.getLogger("mitra.app")
 
 
 def create_app(
-    settings: Settings, *, notifier: Notifier | None = None, streams: Streams | None = None
+    settings: Settings,
+    *,
+    notifier: Notifier | None = None,
+    streams: Streams | None = None,
+    hasher: PasswordHasher | None = None,
 ) -> web.Application:
     """Build the application; resources open in `cleanup_ctx`, in order, and close in reverse.
 
     `streams`, when given, is a started backend the caller owns (tests run two apps over one
     in-memory backend, as two instances share one Kafka cluster); otherwise the app makes its
-    own from the settings.
+    own from the settings. `hasher` replaces the password hasher the settings describe (tests
+    watch how many hashes run at once through it).
     """
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
     if streams is not None:
         app[STREAMS] = streams
     app[NOTIFIER] = notifier or LogNotifier(production=settings.is_production)
+    # One hasher, so one bound on concurrent hashes, for login, registration and profile changes.
+    app[PASSWORD_HASHER] = hasher or PasswordHasher(settings.auth)
     registry = Registry()
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
@@ -170,7 +178,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     elif not await migrate.is_up_to_date(database):
         await database.dispose()
         raise RuntimeError("the database schema is not at the latest revision: run `mitra migrate`")
-    hasher = PasswordHasher(settings.auth)
+    hasher = app[PASSWORD_HASHER]
     app[DATABASE] = database
     # One lockout for login and for profile changes, so their wrong passwords add up.
     lockout = Lockout(settings.auth, app[NOTIFIER])

@@ -14,7 +14,7 @@ from handlers.chat_hub import SocketHub
 from handlers.metrics_access import MetricsGuard
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
-from mitra.auth import AuthService, Notifier
+from mitra.auth import AuthService, Notifier, PasswordHasher
 from mitra.chat import ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
@@ -39,6 +39,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 NOTIFIER = web.AppKey("notifier", Notifier)
 AUTH = web.AppKey("auth", AuthService)
+PASSWORD_HASHER = web.AppKey("password_hasher", PasswordHasher)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 CUSTOMERS = web.AppKey("customers", CustomerService)
 POLICIES = web.AppKey("policies", PolicyService)
