@@ -45,6 +45,7 @@ from handlers.keys import (
     CHAT,
     CHAT_FANOUT,
     CHAT_HUB,
+    CHAT_LIMITS,
     CHAT_ROUTER,
     CONVERSATIONS,
     CUSTOMERS,
@@ -85,7 +86,7 @@ from mitra.auth import (
     TokenCodec,
 )
 from mitra.auth.sessions import SessionCache
-from mitra.chat import ConversationService, MessageWriter
+from mitra.chat import ChatLimits, ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService, SecretBox
@@ -130,6 +131,7 @@ def create_app(
     app[NOTIFIER] = notifier or LogNotifier(production=settings.is_production)
     # One hasher, so one bound on concurrent hashes, for login, registration and profile changes.
     app[PASSWORD_HASHER] = hasher or PasswordHasher(settings.auth)
+    app[CHAT_LIMITS] = ChatLimits(settings.chat)
     registry = Registry()
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
