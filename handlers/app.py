@@ -46,6 +46,7 @@ from handlers.keys import (
     CHAT,
     CHAT_FANOUT,
     CHAT_HUB,
+    CHAT_LIMITS,
     CHAT_ROUTER,
     CONVERSATIONS,
     CUSTOMERS,
@@ -58,6 +59,7 @@ from handlers.keys import (
     METRICS_GUARD,
     NOTIFIER,
     OUTBOX,
+    PASSWORD_HASHER,
     POLICIES,
     READINESS_CHECKS,
     SETTINGS,
@@ -85,7 +87,7 @@ from mitra.auth import (
     TokenCodec,
 )
 from mitra.auth.sessions import SessionCache
-from mitra.chat import ConversationService, MessageWriter
+from mitra.chat import ChatLimits, ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService, SecretBox
@@ -113,13 +115,18 @@ log = logging.getLogger("mitra.app")
 
 
 def create_app(
-    settings: Settings, *, notifier: Notifier | None = None, streams: Streams | None = None
+    settings: Settings,
+    *,
+    notifier: Notifier | None = None,
+    streams: Streams | None = None,
+    hasher: PasswordHasher | None = None,
 ) -> web.Application:
     """Build the application; resources open in `cleanup_ctx`, in order, and close in reverse.
 
     `streams`, when given, is a started backend the caller owns (tests run two apps over one
     in-memory backend, as two instances share one Kafka cluster); otherwise the app makes its
-    own from the settings.
+    own from the settings. `hasher` replaces the password hasher the settings describe (tests
+    watch how many hashes run at once through it).
     """
     app = web.Application(middlewares=MIDDLEWARES, client_max_size=settings.server.max_body_bytes)
     app[SETTINGS] = settings
@@ -129,6 +136,9 @@ def create_app(
         app[NOTIFIER] = notifier
     elif settings.notifier.backend == "log":
         app[NOTIFIER] = LogNotifier(production=settings.is_production)
+    # One hasher, so one bound on concurrent hashes, for login, registration and profile changes.
+    app[PASSWORD_HASHER] = hasher or PasswordHasher(settings.auth)
+    app[CHAT_LIMITS] = ChatLimits(settings.chat)
     registry = Registry()
     app[METRICS] = registry
     app[HTTP_METRICS] = HttpMetrics(registry)
@@ -216,7 +226,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     elif not await migrate.is_up_to_date(database):
         await database.dispose()
         raise RuntimeError("the database schema is not at the latest revision: run `mitra migrate`")
-    hasher = PasswordHasher(settings.auth)
+    hasher = app[PASSWORD_HASHER]
     app[DATABASE] = database
     # One lockout for login and for profile changes, so their wrong passwords add up.
     lockout = Lockout(settings.auth, app[NOTIFIER])

@@ -40,7 +40,7 @@ def _tokens(pair: TokenPair) -> TokenResponse:
     body=RegisterRequest,
     response=UserResponse,
     status=201,
-    errors=(403, 409),
+    errors=(403, 409, 429, 503),
 )
 async def register(request: web.Request) -> web.Response:
     body = await parse_body(request, RegisterRequest)
@@ -54,6 +54,7 @@ async def register(request: web.Request) -> web.Response:
             role=body.role or Role.POLICYHOLDER,
             phone_number=body.phone_number,
         ),
+        client_info(request).ip,
     )
     return ok(UserResponse.model_validate(user), message="registered", status=201)
 
@@ -68,7 +69,7 @@ async def register(request: web.Request) -> web.Response:
     auth=False,
     body=LoginRequest,
     response=TokenResponse | MfaRequiredResponse,
-    errors=(401, 429),
+    errors=(401, 429, 503),
 )
 async def login(request: web.Request) -> web.Response:
     body = await parse_body(request, LoginRequest)
@@ -85,7 +86,7 @@ async def login(request: web.Request) -> web.Response:
     auth=False,
     body=VerifyOtpRequest,
     response=TokenResponse,
-    errors=(401, 429),
+    errors=(401, 429, 503),
 )
 async def verify_otp(request: web.Request) -> web.Response:
     body = await parse_body(request, VerifyOtpRequest)
@@ -137,7 +138,7 @@ async def request_password_reset(request: web.Request) -> web.Response:
     tags=TAGS,
     auth=False,
     body=ResetPasswordRequest,
-    errors=(429,),
+    errors=(429, 503),
 )
 async def reset_password(request: web.Request) -> web.Response:
     body = await parse_body(request, ResetPasswordRequest)

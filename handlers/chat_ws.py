@@ -15,7 +15,16 @@ from pydantic import ValidationError
 from actors.conversation import AUTO_CHANNEL, SendMessage
 from handlers.chat_frames import ack_frame, encode
 from handlers.chat_hub import CLOSE_UNAUTHENTICATED, ClientSocket
-from handlers.keys import AUTH, CHAT_HUB, CHAT_ROUTER, CONVERSATIONS, SETTINGS, STREAMS
+from handlers.chat_reads import PendingReads
+from handlers.keys import (
+    AUTH,
+    CHAT_HUB,
+    CHAT_LIMITS,
+    CHAT_ROUTER,
+    CONVERSATIONS,
+    SETTINGS,
+    STREAMS,
+)
 from handlers.openapi import RawResponse, operation
 from handlers.schemas.chat import (
     CLIENT_FRAME,
@@ -29,7 +38,6 @@ from handlers.schemas.chat import (
 )
 from handlers.validation import field_errors
 from mitra.auth import Principal
-from mitra.auth.ratelimit import RateLimiter
 from mitra.db import db_purpose
 from mitra.errors import MitraError, NotFound, RateLimited
 from mitra.observability.context import current_context
@@ -134,9 +142,8 @@ class ChatSession:
             self.hub.metrics,
             transport=transport,
         )
-        self.limiter = RateLimiter(
-            self.settings.rate_limit_messages, self.settings.rate_limit_window_seconds
-        )
+        self.limits = app[CHAT_LIMITS]
+        self.reads = PendingReads(self.settings.read_flush_seconds, self._store_read)
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def run(self) -> None:
@@ -151,6 +158,7 @@ class ChatSession:
         finally:
             for task in self.tasks:
                 task.cancel()
+            self.reads.close()
             left = self.hub.remove(self.socket)
             await self.socket.close()
             for conversation_id in left:
@@ -195,15 +203,20 @@ class ChatSession:
         elif isinstance(parsed, TypingFrame):
             await self._guard(self._typing(parsed), parsed.ref)
         elif isinstance(parsed, ReadFrame):
-            await self._guard(self._read(parsed), parsed.ref)
+            self.reads.note(parsed.conversation_id, parsed.seq, parsed.ref)
 
     async def _guard(self, work: Any, ref: str | None) -> None:
         try:
             await work
         except NotFound:
             self._error("not_member", "no such conversation, or you are not a member", ref)
+        except RateLimited as exc:
+            self._rate_limited(exc, ref)
         except MitraError as exc:
             self._error(exc.code, exc.message, ref)
+
+    def _rate_limited(self, exc: RateLimited, ref: str | None) -> None:
+        self._error("rate_limited", f"slow down; retry in {exc.retry_after_seconds}s", ref)
 
     # ---- frames ------------------------------------------------------------------------------
 
@@ -213,9 +226,9 @@ class ChatSession:
             self._error("body_too_long", f"at most {self.settings.max_body_chars} characters", ref)
             return
         try:
-            self.limiter.hit("send")
+            self.limits.send(self.principal.user_id)
         except RateLimited as exc:
-            self._error("rate_limited", f"slow down; retry in {exc.retry_after_seconds}s", ref)
+            self._rate_limited(exc, ref)
             return
         # Tasks start in creation order, so one socket's sends reach the actor in order while
         # several acks are awaited at once.
@@ -285,13 +298,18 @@ class ChatSession:
 
     async def _typing(self, typing: TypingFrame) -> None:
         self._require_joined(typing.conversation_id)
+        self.limits.typing(self.principal.user_id)
         await self._relay("typing", typing.conversation_id, {})
 
-    async def _read(self, read: ReadFrame) -> None:
-        position = await self.app[CONVERSATIONS].mark_read(
-            self.principal, read.conversation_id, read.seq
-        )
-        await self._relay("read", read.conversation_id, {"seq": position})
+    async def _store_read(self, conversation_id: uuid.UUID, seq: int, ref: str | None) -> None:
+        """The highest position of a burst of read frames (see `PendingReads`), stored and
+        relayed once; membership is checked here, in the same transaction."""
+        with db_purpose("chat.read"):
+            await self._guard(self._read(conversation_id, seq), ref)
+
+    async def _read(self, conversation_id: uuid.UUID, seq: int) -> None:
+        position = await self.app[CONVERSATIONS].mark_read(self.principal, conversation_id, seq)
+        await self._relay("read", conversation_id, {"seq": position})
 
     def _require_joined(self, conversation_id: uuid.UUID) -> None:
         if conversation_id not in self.socket.delivered:

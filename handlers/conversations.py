@@ -9,7 +9,7 @@ from aiohttp import web
 
 from actors.conversation import AUTO_CHANNEL, SendMessage
 from handlers.envelope import ok, utc_json
-from handlers.keys import CHAT_ROUTER, CONVERSATIONS, SETTINGS
+from handlers.keys import CHAT_LIMITS, CHAT_ROUTER, CONVERSATIONS, SETTINGS
 from handlers.openapi import operation
 from handlers.records import path_id
 from handlers.schemas.chat import (
@@ -109,13 +109,14 @@ async def conversation_messages(request: web.Request) -> web.Response:
 @operation(
     "Send a message without a socket",
     description="The same path as the socket's send: the same `client_msg_id` again returns"
-    " the first acceptance and stores nothing new.",
+    " the first acceptance and stores nothing new. It counts toward the sender's message"
+    " budget with the socket's sends (429 with Retry-After past it).",
     tags=TAGS,
     path=IdPath,
     body=SendMessageRequest,
     response=MessageResponse,
     status=201,
-    errors=(404, 503),
+    errors=(404, 429, 503),
 )
 async def send_message(request: web.Request) -> web.Response:
     principal = await authenticate(request)
@@ -124,6 +125,7 @@ async def send_message(request: web.Request) -> web.Response:
     limit = request.app[SETTINGS].chat.max_body_chars
     if len(body.body) > limit:
         raise InvalidInput.for_field("body", f"must be at most {limit} characters")
+    request.app[CHAT_LIMITS].send(principal.user_id)
     direction = "outbound" if principal.role.is_staff else "inbound"
     stored = await request.app[CHAT_ROUTER].send(
         principal.tenant_id,

@@ -14,8 +14,8 @@ from handlers.chat_hub import SocketHub
 from handlers.metrics_access import MetricsGuard
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
-from mitra.auth import AuthService, Notifier
-from mitra.chat import ConversationService, MessageWriter
+from mitra.auth import AuthService, Notifier, PasswordHasher
+from mitra.chat import ChatLimits, ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService
@@ -39,6 +39,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
 NOTIFIER = web.AppKey("notifier", Notifier)
 AUTH = web.AppKey("auth", AuthService)
+PASSWORD_HASHER = web.AppKey("password_hasher", PasswordHasher)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 CUSTOMERS = web.AppKey("customers", CustomerService)
 POLICIES = web.AppKey("policies", PolicyService)
@@ -56,6 +57,7 @@ MESSAGE_WRITER = web.AppKey("message_writer", MessageWriter)
 CHAT = web.AppKey("chat_actors", ChatActors)
 CHAT_ROUTER = web.AppKey("chat_router", ChatRouter)
 CHAT_HUB = web.AppKey("chat_hub", SocketHub)
+CHAT_LIMITS = web.AppKey("chat_limits", ChatLimits)
 CHAT_FANOUT = web.AppKey("chat_fanout", ChatFanout)
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
 METRICS_COLLECTORS = web.AppKey("metrics_collectors", list[Callable[[], None]])

@@ -36,7 +36,7 @@ async def get_me(request: web.Request) -> web.Response:
     tags=TAGS,
     body=UpdateMeRequest,
     response=UserResponse,
-    errors=(409, 423),
+    errors=(409, 423, 503),
 )
 async def update_me(request: web.Request) -> web.Response:
     principal = await authenticate(request)
@@ -53,7 +53,7 @@ async def update_me(request: web.Request) -> web.Response:
     body=CreateUserRequest,
     response=UserResponse,
     status=201,
-    errors=(403, 409),
+    errors=(403, 409, 503),
 )
 async def create_user(request: web.Request) -> web.Response:
     principal = await require_role(request, ADMINS)

@@ -13,6 +13,7 @@ from aiohttp import web
 from actors.conversation import SendMessage
 from handlers.envelope import ok
 from handlers.keys import (
+    CHAT_LIMITS,
     CHAT_ROUTER,
     CONVERSATIONS,
     CUSTOMERS,
@@ -48,13 +49,15 @@ TAGS = ("whatsapp",)
     body=WhatsAppSendRequest,
     response=MessageResponse,
     status=201,
-    errors=(403, 404),
+    errors=(403, 404, 429),
 )
 async def send_whatsapp(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     if not principal.role.is_staff:
         raise Forbidden("only the agency's staff send WhatsApp messages")
     body = await parse_body(request, WhatsAppSendRequest)
+    # The sender's budget is the socket's: a user who used it up there does not send here.
+    request.app[CHAT_LIMITS].send(principal.user_id)
     if body.template:
         await _check_template(request, principal, body)
     meta = _meta(body)

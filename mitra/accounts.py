@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mitra.auth.lockout import Lockout, locked
 from mitra.auth.passwords import PasswordHasher
 from mitra.auth.principal import Principal
+from mitra.auth.ratelimit import RateLimiter
 from mitra.auth.revocation import emit_revoked
 from mitra.auth.service import validate_password
 from mitra.db import Database, Scope, UnitOfWork, utcnow
@@ -66,6 +67,9 @@ class AccountService:
         self._hasher = hasher
         self._sessions_revoked = sessions_revoked
         self._lockout = lockout or Lockout(settings)
+        self.register_limiter = RateLimiter(
+            settings.rate_limit_register_per_ip, settings.rate_limit_window_seconds
+        )
 
     async def create_tenant(self, slug: str, name: str, admin: NewUser) -> tuple[Tenant, User]:
         if not SLUG_PATTERN.match(slug):
@@ -74,6 +78,7 @@ class AccountService:
             )
         if admin.role is not Role.SUPER_ADMIN:
             raise InvalidInput.for_field("role", "a tenant's first user is its super_admin")
+        password_hash = await self._password_hash(admin)
         async with self._db.session(Scope.system()) as session:
             tenant = Tenant(id=uuid.uuid4(), slug=slug, name=name.strip())
             session.add(tenant)
@@ -81,21 +86,26 @@ class AccountService:
                 await session.flush()
             except IntegrityError:
                 raise Conflict(f"tenant {slug!r} exists") from None
-            user = await self._add_user(session, tenant.id, admin)
+            user = await self._add_user(session, tenant.id, admin, password_hash)
             await session.commit()
         return tenant, user
 
-    async def register(self, tenant_slug: str, new_user: NewUser) -> User:
-        """Self-registration: always a policyholder of an active tenant."""
+    async def register(self, tenant_slug: str, new_user: NewUser, client_ip: str) -> User:
+        """Self-registration: always a policyholder of an active tenant.
+
+        Anyone may call it and each call costs a password hash, so it is rate limited per
+        client address (`auth.rate_limit_register_per_ip`), failed attempts included."""
+        self.register_limiter.hit(client_ip)
         if new_user.role is not Role.POLICYHOLDER:
             raise Forbidden("self-registration creates policyholders only")
+        password_hash = await self._password_hash(new_user)
         async with self._db.session(Scope.system()) as session:
             tenant = (
                 await session.execute(select(Tenant).where(Tenant.slug == tenant_slug))
             ).scalar_one_or_none()
             if tenant is None or not tenant.is_active:
                 raise InvalidInput.for_field("tenant", "no such tenant")
-            user = await self._add_user(session, tenant.id, new_user)
+            user = await self._add_user(session, tenant.id, new_user, password_hash)
             await session.commit()
         return user
 
@@ -105,20 +115,22 @@ class AccountService:
             raise Forbidden("only tenant admins create users")
         if new_user.role is Role.SUPER_ADMIN and actor.role is not Role.SUPER_ADMIN:
             raise Forbidden("only a super_admin creates another super_admin")
+        password_hash = await self._password_hash(new_user)
         async with self._db.session(Scope.tenant(actor.tenant_id)) as session:
-            user = await self._add_user(session, actor.tenant_id, new_user)
+            user = await self._add_user(session, actor.tenant_id, new_user, password_hash)
             await session.commit()
         return user
 
     async def create_user_in(self, tenant_slug: str, new_user: NewUser) -> User:
         """Operator path (CLI): any role in the named tenant."""
+        password_hash = await self._password_hash(new_user)
         async with self._db.session(Scope.system()) as session:
             tenant = (
                 await session.execute(select(Tenant).where(Tenant.slug == tenant_slug))
             ).scalar_one_or_none()
             if tenant is None:
                 raise NotFound(f"no tenant {tenant_slug!r}")
-            user = await self._add_user(session, tenant.id, new_user)
+            user = await self._add_user(session, tenant.id, new_user, password_hash)
             await session.commit()
         return user
 
@@ -220,15 +232,22 @@ class AccountService:
         emit_revoked(uow, principal.tenant_id, user.id, revoked, "password_changed")
         return revoked
 
-    async def _add_user(self, session: AsyncSession, tenant_id: uuid.UUID, new: NewUser) -> User:
+    async def _password_hash(self, new: NewUser) -> str:
+        """Checked and hashed before a database session opens: waiting for a hashing slot must
+        not hold a pooled connection, or a burst of sign-ups would starve every other request."""
+        validate_password(new.password, self._settings, email=_email(new.email))
+        return await self._hasher.hash(new.password)
+
+    async def _add_user(
+        self, session: AsyncSession, tenant_id: uuid.UUID, new: NewUser, password_hash: str
+    ) -> User:
         email = _email(new.email)
-        validate_password(new.password, self._settings, email=email)
         user = User(
             id=uuid.uuid4(),
             tenant_id=tenant_id,
             email=email,
             phone_number=_phone(new.phone_number) if new.phone_number else None,
-            password_hash=await self._hasher.hash(new.password),
+            password_hash=password_hash,
             first_name=_name(new.first_name, "first_name"),
             last_name=_name(new.last_name, "last_name"),
             role=new.role,

@@ -104,6 +104,16 @@ class Unavailable(MitraError):
     default_message = "service unavailable"
 
 
+class Overloaded(Unavailable):
+    """Work this instance bounds (password hashing) is at its limit; retrying soon may pass."""
+
+    code = "overloaded"
+    default_message = "too busy; retry shortly"
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_seconds))})
+
+
 class ActorTimeout(Unavailable):
     code = "actor_timeout"
     default_message = "the actor did not answer in time"

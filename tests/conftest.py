@@ -37,6 +37,7 @@ FAST_AUTH = {
     "argon2_parallelism": 1,
     "rate_limit_per_ip": 1000,
     "rate_limit_per_account": 1000,
+    "rate_limit_register_per_ip": 1000,
 }
 
 

@@ -1,11 +1,11 @@
-"""Sliding-window rate limits keyed by IP address or account."""
+"""Sliding-window rate limits keyed by IP address, account or user."""
 
 from __future__ import annotations
 
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 
 from mitra.errors import RateLimited
 
@@ -28,9 +28,11 @@ class RateLimiter:
         self.window = window_seconds
         self._clock = clock
         self._max_keys = max_keys
-        self._hits: dict[str, deque[float]] = {}
+        # Keys may be any hashable: the chat's per-user limits key by the UUID itself, so a message
+        # costs no string formatting.
+        self._hits: dict[Hashable, deque[float]] = {}
 
-    def hit(self, key: str) -> None:
+    def hit(self, key: Hashable) -> None:
         """Count one attempt; raise `RateLimited` with Retry-After when the key is over."""
         now = self._clock()
         hits = self._hits.get(key)
@@ -44,7 +46,7 @@ class RateLimiter:
             raise RateLimited(math.ceil(hits[0] + self.window - now))
         hits.append(now)
 
-    def reset(self, key: str) -> None:
+    def reset(self, key: Hashable) -> None:
         self._hits.pop(key, None)
 
     def _evict(self, now: float) -> None:

@@ -6,9 +6,11 @@ from mitra.chat.conversations import (
     ConversationSummary,
     StoredMessage,
 )
+from mitra.chat.limits import ChatLimits
 from mitra.chat.writer import MessageRefused, MessageWriter, PendingMessage, WriteRejected
 
 __all__ = [
+    "ChatLimits",
     "ConversationService",
     "ConversationState",
     "ConversationSummary",
