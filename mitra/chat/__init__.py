@@ -1,6 +1,7 @@
 """Chat: conversations and their members, message history, and the group-committing writer."""
 
 from mitra.chat.conversations import (
+    ConversationQuery,
     ConversationService,
     ConversationState,
     ConversationSummary,
@@ -9,6 +10,7 @@ from mitra.chat.conversations import (
 from mitra.chat.writer import MessageRefused, MessageWriter, PendingMessage, WriteRejected
 
 __all__ = [
+    "ConversationQuery",
     "ConversationService",
     "ConversationState",
     "ConversationSummary",
