@@ -22,6 +22,7 @@ from aioprometheus.collectors import Counter, Registry
 from actors.chat import ChatActors
 from actors.conversation import SendMessage
 from mitra.chat import MessageRefused, StoredMessage, WriteRejected
+from mitra.chat.membership import MEMBERS_CHANGED
 from mitra.errors import ActorTimeout, MitraError, NotFound, Unavailable
 from mitra.whatsapp.window import OutsideWindow
 from streams.base import RetryPolicy, Streams, Subscription
@@ -135,7 +136,13 @@ class ChatRouter:
                 self._waiting.pop(key, None)
 
     def on_event(self, event: Event) -> None:
-        """A `chat.events` listener: resolves the sends this instance forwarded."""
+        """A `chat.events` listener: resolves the sends this instance forwarded, and tells a
+        conversation's live actor here that its members changed."""
+        if event.type == MEMBERS_CHANGED:
+            self.chat.members_changed(
+                uuid.UUID(event.tenant_id), uuid.UUID(event.payload["conversation_id"])
+            )
+            return
         if event.type not in (ACKED, REJECTED):
             return
         payload = event.payload

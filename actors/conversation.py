@@ -144,17 +144,19 @@ class ConversationActor(BridgedActor):
         if isinstance(message, SendMessage):
             return self._accept(message)
         if isinstance(message, CheckMember):
-            return message.user_id in self._members
+            return self._is_member(message.user_id)
         if isinstance(message, _Reset):
             return self._reset(message.generation)
         if isinstance(message, ReloadMembers):
-            self._load()
+            # Members only: reloading the whole state would rewind the seq past writes still
+            # pending, and the next message would take a seq already handed out.
+            self._reload_members()
             return None
         raise TypeError(f"conversation actor got {type(message).__name__}")
 
     def _accept(self, send: SendMessage) -> concurrent.futures.Future[StoredMessage]:
         # WhatsApp senders without an account arrive with sender None and are not members.
-        if send.sender_id is not None and send.sender_id not in self._members:
+        if send.sender_id is not None and not self._is_member(send.sender_id):
             raise NotFound("conversation not found")
         self._settle_pending()
         key = (send.sender_id, send.client_msg_id)
@@ -194,6 +196,20 @@ class ConversationActor(BridgedActor):
         while len(self._recent) > DEDUPE_WINDOW:
             self._recent.popitem(last=False)
         return future
+
+    def _is_member(self, user_id: uuid.UUID) -> bool:
+        if user_id in self._members:
+            return True
+        # Someone added on another instance a moment ago: the members_changed event may still
+        # be on its way. Asking the database before refusing costs a refusal one read, and
+        # spares the new member a spurious not_member.
+        self._reload_members()
+        return user_id in self._members
+
+    def _reload_members(self) -> None:
+        self._members = self.run_on_loop(
+            self._conversations.member_ids(self.tenant_id, self.conversation_id), self._io_timeout
+        )
 
     def _route(self, send: SendMessage, now: datetime) -> str:
         """The channel this message is stored (and delivered) on; refuses a WhatsApp message

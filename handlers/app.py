@@ -110,6 +110,7 @@ from streams.auth_revocations import SessionRevocations
 from streams.chat_fanout import ChatFanout
 from streams.factory import streams_from_settings
 from streams.outbox import OutboxRelay, RelayOptions
+from streams.processed_pruning import ProcessedPruner
 
 log = logging.getLogger("mitra.app")
 
@@ -150,6 +151,7 @@ def create_app(
     app.cleanup_ctx.append(_streams)
     app.cleanup_ctx.append(_auth_revocations)
     app.cleanup_ctx.append(_outbox)
+    app.cleanup_ctx.append(_processed_pruner)
     app.cleanup_ctx.append(_analytics_consumer)
     app.cleanup_ctx.append(_actors)
     app.cleanup_ctx.append(_chat)
@@ -298,6 +300,14 @@ async def _outbox(app: web.Application) -> AsyncIterator[None]:
     app[OUTBOX] = relay
     yield
     await relay.stop()
+
+
+async def _processed_pruner(app: web.Application) -> AsyncIterator[None]:
+    """Deletes consumers' processed event ids past the replay retention, in the background."""
+    pruner = ProcessedPruner(app[DATABASE], app[SETTINGS].streams)
+    pruner.start()
+    yield
+    await pruner.stop()
 
 
 async def _analytics_consumer(app: web.Application) -> AsyncIterator[None]:

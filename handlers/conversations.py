@@ -11,18 +11,19 @@ from actors.conversation import AUTO_CHANNEL, SendMessage
 from handlers.envelope import ok, utc_json
 from handlers.keys import CHAT_LIMITS, CHAT_ROUTER, CONVERSATIONS, SETTINGS
 from handlers.openapi import operation
-from handlers.records import path_id
+from handlers.records import listing, page_request, path_id
 from handlers.schemas.chat import (
+    ConversationListQuery,
     ConversationResponse,
     HistoryQuery,
     MessageResponse,
     OpenConversationRequest,
     SendMessageRequest,
 )
-from handlers.schemas.common import IdPath
+from handlers.schemas.common import IdPath, PageOf
 from handlers.security import authenticate
 from handlers.validation import parse_body, parse_query
-from mitra.chat import ConversationSummary
+from mitra.chat import ConversationQuery, ConversationSummary
 from mitra.errors import InvalidInput
 
 routes = web.RouteTableDef()
@@ -47,22 +48,25 @@ def _shape(summary: ConversationSummary) -> dict[str, Any]:
 @routes.post("/api/v1/conversations")
 @operation(
     "Open a conversation",
-    description="With `customer_id`, the agent's chat with that customer (the existing one if"
-    " there is one: 200); with `participant_ids`, a new chat among staff (201).",
+    description="With `customer_id`, staff get their chat with that customer (the existing one"
+    " if there is one: 200). A policyholder gets their customer's chat with the agent, the one"
+    " the agent uses, and becomes a member of it; with no `customer_id`, for the one customer"
+    " linked to their account (409 when none is linked yet). With `participant_ids`, a new chat"
+    " among staff (201).",
     tags=TAGS,
     body=OpenConversationRequest,
     response=ConversationResponse,
     status=201,
-    errors=(404,),
+    errors=(404, 409),
 )
 async def open_conversation(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await parse_body(request, OpenConversationRequest)
     service = request.app[CONVERSATIONS]
-    if body.customer_id is not None:
+    if body.participant_ids is None:
         summary, created = await service.open_with_customer(principal, body.customer_id)
     else:
-        summary = await service.open_among_staff(principal, body.participant_ids or [], body.title)
+        summary = await service.open_among_staff(principal, body.participant_ids, body.title)
         created = True
     status = 201 if created else 200
     return ok(_shape(summary), message="conversation opened", status=status)
@@ -71,13 +75,18 @@ async def open_conversation(request: web.Request) -> web.Response:
 @routes.get("/api/v1/conversations")
 @operation(
     "The caller's conversations, newest activity first, with unread counts",
+    description="`q` finds conversations by the customer's name or phone number, or by title.",
     tags=TAGS,
-    response=list[ConversationResponse],
+    query=ConversationListQuery,
+    response=PageOf[ConversationResponse],
 )
 async def list_conversations(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    summaries = await request.app[CONVERSATIONS].list_for(principal)
-    return ok([_shape(summary) for summary in summaries])
+    query = parse_query(request, ConversationListQuery)
+    page = await request.app[CONVERSATIONS].list_for(
+        principal, ConversationQuery(q=query.q, page=page_request(query.page, query.limit))
+    )
+    return ok(listing(page, _shape))
 
 
 @routes.get("/api/v1/conversations/{id}/messages")

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field, fields
 from datetime import date
 from typing import Any
 
-from sqlalchemy import ColumnElement, exists, or_, select
+from sqlalchemy import ColumnElement, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra import access
 from mitra.access import Action, Owned
 from mitra.auth.principal import Principal
+from mitra.chat.membership import link_account
+from mitra.customer_search import search_customers
 from mitra.db import Database, Scope, UnitOfWork, utcnow
 from mitra.errors import Conflict, InvalidInput, NotFound
 from mitra.models import Customer, Policy, Role
@@ -26,8 +28,6 @@ from mitra.records import (
     PageRequest,
     Unset,
     count_of,
-    digits,
-    escape_like,
     fetch_page,
     india_today,
     require_user,
@@ -146,9 +146,13 @@ class CustomerService:
             customer = await self._visible(uow.session, principal, customer_id)
             values = changes.given()
             access.require_update(principal, Owned(customer.agent_id), values)
+            linked_before = customer.user_id
             await self._apply(uow.session, customer, values)
             customer.updated_by = principal.user_id
             await uow.session.flush()
+            # A new customer has no conversations yet, so only an update has any to join.
+            if customer.user_id is not None and customer.user_id != linked_before:
+                await link_account(uow, customer, customer.user_id)
             _emit(uow, "customer.updated", customer, principal, sorted(values))
         return customer
 
@@ -220,17 +224,6 @@ class CustomerService:
                         session, value, frozenset({Role.POLICYHOLDER}), name, "policyholder"
                     )
                 customer.user_id = value
-
-
-def search_customers(text: str) -> ColumnElement[bool]:
-    """Name contains the text, or (when it has digits) the phone number contains them."""
-    pattern = f"%{escape_like(text.strip())}%"
-    clauses: list[ColumnElement[bool]] = [Customer.full_name.ilike(pattern, escape="\\")]
-    number = digits(text)
-    if len(number) >= 3:
-        # A national number typed with a leading 0 is stored without it in E.164.
-        clauses.append(Customer.phone.contains(number.lstrip("0") or number, autoescape=True))
-    return or_(*clauses)
 
 
 def normalise_phone(value: str) -> str:

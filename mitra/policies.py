@@ -19,7 +19,7 @@ from sqlalchemy.sql import Select
 from mitra import access
 from mitra.access import Action, Owned
 from mitra.auth.principal import Principal
-from mitra.customers import search_customers
+from mitra.customer_search import search_customers
 from mitra.db import Database, Scope, UnitOfWork, tenant_scoped, utcnow
 from mitra.errors import Conflict, FieldError, InvalidInput, NotFound
 from mitra.models import Customer, Policy, PolicyStatus, PolicyType, PremiumFrequency

@@ -110,6 +110,19 @@ class StreamsSettings(_Section):
     memory_retention_records: int = Field(10_000, ge=16)
     memory_retention_bytes: int = Field(4_194_304, ge=16_384)
     memory_retention_seconds: float = Field(300.0, gt=0)
+    processed_retention_hours: float = Field(336.0, gt=0)
+    processed_prune_interval_seconds: float = Field(600.0, gt=0)
+    processed_prune_batch_size: int = Field(1000, ge=1, le=50_000)
+
+    @model_validator(mode="after")
+    def _processed_outlive_memory_log(self) -> StreamsSettings:
+        # An id pruned while its event can still be redelivered would let a consumer apply it
+        # twice; the in-process log's retention is the one this process knows for sure.
+        if self.processed_retention_hours * 3600 <= self.memory_retention_seconds:
+            raise ValueError(
+                "processed_retention_hours must be longer than memory_retention_seconds"
+            )
+        return self
 
     @field_validator("url")
     @classmethod

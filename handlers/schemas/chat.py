@@ -8,24 +8,37 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
-from handlers.schemas.common import QueryModel, RequestModel, ResponseModel, Seq
+from handlers.schemas.common import PageQuery, QueryModel, RequestModel, ResponseModel, Seq
 from mitra.models.chat import SEQ_MAX
 
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
 
 
 class OpenConversationRequest(RequestModel):
-    """Either `customer_id` (an agent with their customer) or `participant_ids` (staff)."""
+    """`customer_id` (a conversation with that customer) or `participant_ids` (staff among
+    themselves); a policyholder may give neither, for their agent."""
 
-    customer_id: uuid.UUID | None = None
+    customer_id: uuid.UUID | None = Field(
+        None,
+        description="staff: their conversation with this customer; a policyholder: this linked"
+        " customer's conversation with their agent (left out: the one customer linked to them)",
+    )
     participant_ids: list[uuid.UUID] | None = Field(None, max_length=49)
     title: str | None = Field(None, max_length=200)
 
     @model_validator(mode="after")
     def _one_kind(self) -> OpenConversationRequest:
-        if (self.customer_id is None) == (self.participant_ids is None):
+        if self.customer_id is not None and self.participant_ids is not None:
             raise ValueError("give either customer_id or participant_ids")
         return self
+
+
+class ConversationListQuery(PageQuery):
+    q: str | None = Field(
+        None,
+        max_length=100,
+        description="part of the customer's name or phone number, or of the conversation's title",
+    )
 
 
 class ConversationResponse(ResponseModel):

@@ -1,6 +1,7 @@
 """Chat: conversations and their members, message history, and the group-committing writer."""
 
 from mitra.chat.conversations import (
+    ConversationQuery,
     ConversationService,
     ConversationState,
     ConversationSummary,
@@ -11,6 +12,7 @@ from mitra.chat.writer import MessageRefused, MessageWriter, PendingMessage, Wri
 
 __all__ = [
     "ChatLimits",
+    "ConversationQuery",
     "ConversationService",
     "ConversationState",
     "ConversationSummary",

@@ -5,21 +5,24 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Uuid, bindparam, func, or_, select, update
+from sqlalchemy import ColumnElement, Integer, Uuid, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from mitra import access
 from mitra.auth.principal import Principal
+from mitra.chat.membership import add_member, agent_conversation
+from mitra.customer_search import search_customers
 from mitra.db import Database, Scope, UnitOfWork, tenant_scoped
-from mitra.errors import InvalidInput, NotFound
+from mitra.errors import Conflict, InvalidInput, NotFound
 from mitra.models import Conversation, ConversationMember, Customer, Message, Role, User
-from mitra.records import ANALYTICS_TOPIC
+from mitra.records import ANALYTICS_TOPIC, Page, PageRequest, escape_like
 
 MAX_HISTORY_PAGE = 200
 # A client retrying a lost ack does so within moments; remembering the client ids of this many
@@ -120,57 +123,81 @@ class ConversationService:
         self._db = database
 
     async def open_with_customer(
-        self, principal: Principal, customer_id: uuid.UUID
+        self, principal: Principal, customer_id: uuid.UUID | None
     ) -> tuple[ConversationSummary, bool]:
-        """The agent's conversation with their customer (made on first call); True if new.
+        """The conversation with a customer (made on first call); True if new.
 
-        The customer's linked policyholder account, when there is one, is a member; the
-        customer's own agent is one too when an admin opens it.
+        Staff get their own conversation with the customer; the customer's linked policyholder
+        account, when there is one, is a member, and so is the customer's agent when an admin
+        opens it. A policyholder gets the customer's conversation with their agent, the same
+        one the agent uses, and joins it if they were not in it yet; `customer_id` may be left
+        out when exactly one customer is linked to their account.
         """
         async with self._db.unit_of_work(Scope.tenant(principal.tenant_id)) as uow:
-            session = uow.session
-            customer = (
-                await session.execute(
-                    select(Customer).where(
-                        Customer.id == customer_id,
-                        Customer.deleted_at.is_(None),
-                        access.customers_visible(principal),
-                    )
+            customer = await _customer_for(uow.session, principal, customer_id)
+            if principal.role.is_staff:
+                summary, created = await self._open_as_staff(uow, principal, customer)
+            else:
+                summary, created = await self._open_as_holder(uow, principal, customer)
+        return summary, created
+
+    async def _open_as_staff(
+        self, uow: UnitOfWork, principal: Principal, customer: Customer
+    ) -> tuple[ConversationSummary, bool]:
+        session = uow.session
+        existing = (
+            await session.execute(
+                select(Conversation.id)
+                .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
+                .where(
+                    Conversation.customer_id == customer.id,
+                    ConversationMember.user_id == principal.user_id,
                 )
-            ).scalar_one_or_none()
-            if customer is None:
-                raise NotFound("customer not found")
-            if not principal.role.is_staff:
-                raise InvalidInput.for_field("customer_id", "only staff open customer chats")
-            existing = (
-                await session.execute(
-                    select(Conversation.id)
-                    .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
-                    .where(
-                        Conversation.customer_id == customer.id,
-                        ConversationMember.user_id == principal.user_id,
-                    )
-                    .limit(1)
-                )
-            ).scalar_one_or_none()
-            if existing is not None:
-                return await self._summary(session, principal, existing), False
-            members = {principal.user_id, customer.agent_id}
-            if customer.user_id is not None:
-                members.add(customer.user_id)
-            conversation = await create_conversation(
-                session, principal.tenant_id, principal.user_id, members, customer_id=customer.id
+                .limit(1)
             )
-            emit_opened(
-                uow,
-                principal.tenant_id,
-                conversation.id,
-                customer.agent_id,
-                "customer",
-                actor_id=principal.user_id,
-            )
-            summary = await self._summary(session, principal, conversation.id)
-        return summary, True
+        ).scalar_one_or_none()
+        if existing is not None:
+            return await self._summary(session, principal, existing), False
+        members = {principal.user_id, customer.agent_id}
+        if customer.user_id is not None:
+            members.add(customer.user_id)
+        conversation = await create_conversation(
+            session, principal.tenant_id, principal.user_id, members, customer_id=customer.id
+        )
+        emit_opened(
+            uow,
+            principal.tenant_id,
+            conversation.id,
+            customer.agent_id,
+            "customer",
+            actor_id=principal.user_id,
+        )
+        return await self._summary(session, principal, conversation.id), True
+
+    async def _open_as_holder(
+        self, uow: UnitOfWork, principal: Principal, customer: Customer
+    ) -> tuple[ConversationSummary, bool]:
+        session = uow.session
+        existing = await agent_conversation(session, customer)
+        if existing is not None:
+            await add_member(uow, principal.tenant_id, [existing], principal.user_id)
+            return await self._summary(session, principal, existing), False
+        conversation = await create_conversation(
+            session,
+            principal.tenant_id,
+            principal.user_id,
+            {principal.user_id, customer.agent_id},
+            customer_id=customer.id,
+        )
+        emit_opened(
+            uow,
+            principal.tenant_id,
+            conversation.id,
+            customer.agent_id,
+            "customer",
+            actor_id=principal.user_id,
+        )
+        return await self._summary(session, principal, conversation.id), True
 
     async def open_among_staff(
         self, principal: Principal, participant_ids: Sequence[uuid.UUID], title: str | None
@@ -208,20 +235,19 @@ class ConversationService:
             )
             return await self._summary(uow.session, principal, conversation.id)
 
-    async def list_for(self, principal: Principal) -> list[ConversationSummary]:
-        """The caller's conversations, newest activity first, with unread counts.
+    async def list_for(
+        self, principal: Principal, query: ConversationQuery | None = None
+    ) -> Page[ConversationSummary]:
+        """A page of the caller's conversations, newest activity first, with unread counts.
 
-        Two statements whatever the number of conversations (see `_summaries`), in a read
-        session: no transaction on PostgreSQL, and retried once on a dead connection.
+        Two statements whatever the number of conversations (see `_summaries`), and a third
+        for the total only when the page is full or not the first; in a read session: no
+        transaction on PostgreSQL, and retried once on a dead connection.
         """
-
-        summaries = await self._db.read_sync(
-            Scope.tenant(principal.tenant_id), lambda session: _summaries(session, principal, None)
-        )
-        return sorted(
-            summaries,
-            key=lambda s: (s.last_message_at or s.created_at, s.created_at),
-            reverse=True,
+        query = query or ConversationQuery()
+        return await self._db.read_sync(
+            Scope.tenant(principal.tenant_id),
+            lambda session: _listing(session, principal, query),
         )
 
     async def get(self, principal: Principal, conversation_id: uuid.UUID) -> ConversationSummary:
@@ -351,6 +377,17 @@ class ConversationService:
 
         return await self._db.read_sync(Scope.tenant(tenant_id), read)
 
+    async def member_ids(
+        self, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+    ) -> frozenset[uuid.UUID]:
+        """Who is in the conversation now: what a live actor re-reads when membership changes."""
+        statement = select(ConversationMember.user_id).where(
+            ConversationMember.conversation_id == conversation_id
+        )
+        return await self._db.read_sync(
+            Scope.tenant(tenant_id), lambda session: frozenset(session.scalars(statement))
+        )
+
     async def _require_member(
         self, session: AsyncSession, principal: Principal, conversation_id: uuid.UUID
     ) -> None:
@@ -371,6 +408,75 @@ class ConversationService:
         return summary
 
 
+@dataclass(frozen=True)
+class ConversationQuery:
+    """`q`: part of the customer's name or phone number, or of the conversation's title."""
+
+    q: str | None = None
+    page: PageRequest = field(default_factory=PageRequest)
+
+
+async def _customer_for(
+    session: AsyncSession, principal: Principal, customer_id: uuid.UUID | None
+) -> Customer:
+    """The customer named, if the caller may see it; for a policyholder naming none, the one
+    customer linked to their account."""
+    visible = (Customer.deleted_at.is_(None), access.customers_visible(principal))
+    if customer_id is not None:
+        customer = await session.scalar(
+            select(Customer).where(Customer.id == customer_id, *visible)
+        )
+        if customer is None:
+            raise NotFound("customer not found")
+        return customer
+    if principal.role.is_staff:
+        raise InvalidInput.for_field("customer_id", "give either customer_id or participant_ids")
+    linked = list(
+        await session.scalars(
+            select(Customer).where(*visible).order_by(Customer.created_at).limit(2)
+        )
+    )
+    if not linked:
+        raise Conflict(
+            "your account is not linked to a customer record yet: ask your agent to link it"
+        )
+    if len(linked) > 1:
+        raise InvalidInput.for_field(
+            "customer_id", "your account is linked to several customers: name one"
+        )
+    return linked[0]
+
+
+def _listing(
+    session: Session, principal: Principal, query: ConversationQuery
+) -> Page[ConversationSummary]:
+    request = query.page
+    text = (query.q or "").strip()
+    params: dict[str, Any] = {
+        "viewer": principal.user_id,
+        "limit": request.limit,
+        "offset": request.offset,
+    }
+    if text:
+        # The search's values are literals of a statement built per request; the plain listing
+        # is built once and reused.
+        matching = _matching(text)
+        rows = session.execute(_page_statement(True).where(matching), params).all()
+    else:
+        rows = session.execute(_page_statement(False), params).all()
+    if request.offset == 0 and len(rows) < request.limit:
+        total = len(rows)  # the whole listing is on this page: nothing to count
+    else:
+        count = _count_statement(True).where(matching) if text else _count_statement(False)
+        total = int(session.scalar(count, params) or 0)
+    return Page(_summarised(session, rows), request.page, request.limit, total)
+
+
+def _matching(text: str) -> ColumnElement[bool]:
+    pattern = f"%{escape_like(text)}%"
+    return or_(search_customers(text), Conversation.title.ilike(pattern, escape="\\"))
+
+
 def _summaries(
     session: Session, principal: Principal, ids: Sequence[uuid.UUID] | None
 ) -> list[ConversationSummary]:
@@ -386,6 +492,11 @@ def _summaries(
     if ids is not None:
         params["ids"] = list(ids)
     rows = session.execute(_summary_statement(ids is not None), params).all()
+    return _summarised(session, rows)
+
+
+def _summarised(session: Session, rows: Sequence[Sequence[Any]]) -> list[ConversationSummary]:
+    """Rows of `_summary_statement` (in their order) with their members: one statement more."""
     if not rows:
         return []
     members: dict[uuid.UUID, list[uuid.UUID]] = {row[0]: [] for row in rows}
@@ -393,16 +504,17 @@ def _summaries(
         members[conversation_id].append(user_id)
     return [
         ConversationSummary(
-            id=conversation_id,
-            customer_id=customer_id,
-            title=title,
-            member_ids=tuple(sorted(members[conversation_id])),
-            last_seq=int(seq or 0),
-            last_message_at=at,
-            unread=int(count or 0),
-            created_at=created_at,
+            id=row[0],
+            customer_id=row[1],
+            title=row[2],
+            member_ids=tuple(sorted(members[row[0]])),
+            last_seq=int(row[4] or 0),
+            last_message_at=row[5],
+            unread=int(row[6] or 0),
+            created_at=row[3],
         )
-        for conversation_id, customer_id, title, created_at, seq, at, count in rows
+        # A page's rows carry one column more, the activity they are ordered by.
+        for row in rows
     ]
 
 
@@ -428,7 +540,6 @@ def _messages_in(
     return [stored(row) for row in rows]
 
 
-@functools.cache
 def _customer_side(
     session: Session, conversation: Conversation
 ) -> tuple[uuid.UUID | None, uuid.UUID | None, str | None, datetime | None]:
@@ -457,6 +568,19 @@ def _customer_side(
     return conversation.customer_id, user_id, channel, whatsapp_at
 
 
+def _last_at() -> ScalarSelect[Any]:
+    # The newest message's time through the (conversation_id, seq) index: one row read, where
+    # max(sent_at) would read every message of the conversation.
+    return (
+        select(Message.sent_at)
+        .where(Message.conversation_id == Conversation.id)
+        .order_by(Message.seq.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+@functools.cache
 def _summary_statement(among_ids: bool) -> Select[*tuple[Any, ...]]:
     """The caller's (`:viewer`) conversations (among `:ids`, when asked) with the last seq, the
     last message's time and the unread count as correlated subqueries on the
@@ -465,11 +589,6 @@ def _summary_statement(among_ids: bool) -> Select[*tuple[Any, ...]]:
     viewer = bindparam("viewer", type_=Uuid)
     last_seq = (
         select(func.max(Message.seq))
-        .where(Message.conversation_id == Conversation.id)
-        .scalar_subquery()
-    )
-    last_at = (
-        select(func.max(Message.sent_at))
         .where(Message.conversation_id == Conversation.id)
         .scalar_subquery()
     )
@@ -494,12 +613,41 @@ def _summary_statement(among_ids: bool) -> Select[*tuple[Any, ...]]:
             Conversation.title,
             Conversation.created_at,
             last_seq,
-            last_at,
+            _last_at(),
             unread,
         )
         .join(me, me.conversation_id == Conversation.id)
         .where(*mine)
     )
+
+
+@functools.cache
+def _page_statement(searching: bool) -> Select[*tuple[Any, ...]]:
+    """`_summary_statement` for a page (`:limit`, `:offset`), newest activity first; joined to
+    the customer when a search will name their columns."""
+    active = func.coalesce(_last_at(), Conversation.created_at).label("active_at")
+    statement = _summary_statement(False).add_columns(active)
+    if searching:
+        statement = statement.outerjoin(Customer, Customer.id == Conversation.customer_id)
+    return (
+        statement.order_by(active.desc(), Conversation.created_at.desc(), Conversation.id.desc())
+        .limit(bindparam("limit", type_=Integer))
+        .offset(bindparam("offset", type_=Integer))
+    )
+
+
+@functools.cache
+def _count_statement(searching: bool) -> Select[int]:
+    me = aliased(ConversationMember)
+    statement = (
+        select(func.count())
+        .select_from(Conversation)
+        .join(me, me.conversation_id == Conversation.id)
+        .where(me.user_id == bindparam("viewer", type_=Uuid))
+    )
+    if searching:
+        statement = statement.outerjoin(Customer, Customer.id == Conversation.customer_id)
+    return tenant_scoped(statement)
 
 
 _MEMBERS_OF = tenant_scoped(

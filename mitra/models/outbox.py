@@ -42,7 +42,11 @@ class ProcessedEvent(Base):
     """
 
     __tablename__ = "processed_events"
-    __table_args__ = (UniqueConstraint("group", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("group", "event_id"),
+        # The pruner deletes the oldest first, a batch at a time, without scanning the table.
+        Index("ix_processed_events_processed_at", "processed_at"),
+    )
 
     group: Mapped[str] = mapped_column(String(100))
     event_id: Mapped[uuid.UUID]

@@ -147,7 +147,7 @@ async def _commits(api: Api, purpose: str) -> float:
 
 async def _unread(api: Api, member: Any) -> int:
     _, body = await api.call("GET", "/api/v1/conversations", token=member.access_token, expect=200)
-    return int(body["data"][0]["unread"])
+    return int(body["data"]["items"][0]["unread"])
 
 
 def read_burst(cid: str, last_seq: int) -> list[dict[str, Any]]:

@@ -125,10 +125,11 @@ async def test_conversation_listing_answers_what_the_model_answers(api: Api) -> 
     assert count == 2
     expected = [
         ConversationResponse.model_validate(asdict(summary)).model_dump(mode="json")
-        for summary in await api.app[CONVERSATIONS].list_for(senior)
+        for summary in (await api.app[CONVERSATIONS].list_for(senior)).items
     ]
-    assert listed["data"] == expected
-    first, second = listed["data"]
+    assert listed["data"]["items"] == expected
+    assert listed["data"]["pagination"] == {"page": 1, "limit": 20, "total": 2, "pages": 1}
+    first, second = listed["data"]["items"]
     assert first["id"] == str(conversation_id)
     assert (first["last_seq"], first["unread"]) == (3, 2)
     assert first["last_message_at"] == "2030-01-02T03:04:08Z"
@@ -138,10 +139,10 @@ async def test_conversation_listing_answers_what_the_model_answers(api: Api) -> 
     _, theirs = await api.call(
         "GET", "/api/v1/conversations", token=book.holder.access_token, expect=200
     )
-    assert [c["id"] for c in theirs["data"]] == [str(conversation_id)]
-    assert theirs["data"][0]["unread"] == 1
+    assert [c["id"] for c in theirs["data"]["items"]] == [str(conversation_id)]
+    assert theirs["data"]["items"][0]["unread"] == 1
     stranger = await api.tenant()
     _, none = await api.call(
         "GET", "/api/v1/conversations", token=stranger.access_token, expect=200
     )
-    assert none["data"] == []
+    assert none["data"]["items"] == []

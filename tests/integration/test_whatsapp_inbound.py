@@ -255,7 +255,7 @@ async def test_one_senders_messages_keep_metas_order_within_a_batch(api: Api) ->
         _, conversations = await api.call(
             "GET", "/api/v1/conversations", token=wa.agent.access_token, expect=200
         )
-        hers = [c for c in conversations["data"] if c["customer_id"] == meena["id"]]
+        hers = [c for c in conversations["data"]["items"] if c["customer_id"] == meena["id"]]
         assert len(hers) <= 1
         return [m["body"] for m in await history(api, wa, hers[0]["id"])] if hers else []
 

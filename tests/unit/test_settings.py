@@ -278,3 +278,19 @@ def test_log_format_auto_is_text_in_development_and_json_in_production(
     environ: dict[str, str], expected: str
 ) -> None:
     assert load_settings(environ=environ).log_format == expected
+
+
+def test_processed_ids_outlive_what_the_streams_can_redeliver() -> None:
+    streams = load_settings(environ={}).streams
+    kafka_default_retention_hours = 7 * 24
+    assert streams.processed_retention_hours > kafka_default_retention_hours
+    with pytest.raises(SettingsError) as caught:
+        load_settings(
+            environ={
+                "MITRA_STREAMS_PROCESSED_RETENTION_HOURS": "0.05",
+                "MITRA_STREAMS_MEMORY_RETENTION_SECONDS": "600",
+            }
+        )
+    assert "processed_retention_hours must be longer than memory_retention_seconds" in str(
+        caught.value
+    )
