@@ -305,7 +305,12 @@ class ChatSession:
         """The highest position of a burst of read frames (see `PendingReads`), stored and
         relayed once; membership is checked here, in the same transaction."""
         with db_purpose("chat.read"):
-            await self._guard(self._read(conversation_id, seq), ref)
+            try:
+                await self._guard(self._read(conversation_id, seq), ref)
+            except Exception:
+                # Stored from a task of its own: an error here would otherwise go unseen.
+                log.exception("storing a read position failed")
+                self._error("internal_error", "the read position was not stored", ref)
 
     async def _read(self, conversation_id: uuid.UUID, seq: int) -> None:
         position = await self.app[CONVERSATIONS].mark_read(self.principal, conversation_id, seq)

@@ -27,10 +27,10 @@ TAKEOVER_SECONDS = 10.0
 
 @pytest.fixture
 async def shipped_service(
-    postgres_url: str, tansu_broker: str, tmp_path: Path
+    postgres_url: str, private_tansu: str, tmp_path: Path
 ) -> AsyncIterator[tuple[Instance, Instance, dict[str, str]]]:
     await truncate_all(postgres_url)
-    env = service_env(postgres_url, tansu_broker)
+    env = service_env(postgres_url, private_tansu)
     # The shipped heartbeat, not the suite's shortened one. The session is a second under the
     # shipped 6 s: tansu holds every JoinGroup 3 s (Kafka holds only an empty group's first),
     # so on tansu a takeover takes the session + ~3.5 s, and at 6 s that is 9.0-9.8 s, too

@@ -36,10 +36,10 @@ CUSTOMER_WA_ID = "919876543210"
 
 @pytest.fixture
 async def whatsapp_service(
-    postgres_url: str, tansu_broker: str, tmp_path: Path, graph: tuple[FakeGraph, str]
+    postgres_url: str, private_tansu: str, tmp_path: Path, graph: tuple[FakeGraph, str]
 ) -> AsyncIterator[tuple[Instance, Instance, dict[str, str]]]:
     await truncate_all(postgres_url)
-    env = {**service_env(postgres_url, tansu_broker), "MITRA_WHATSAPP_GRAPH_BASE_URL": graph[1]}
+    env = {**service_env(postgres_url, private_tansu), "MITRA_WHATSAPP_GRAPH_BASE_URL": graph[1]}
     instances = [Instance(env, tmp_path), Instance(env, tmp_path)]
     try:
         async with aiohttp.ClientSession() as http:

@@ -356,16 +356,17 @@ async def test_an_unexpected_error_after_the_upgrade_closes_the_socket_with_1011
     await socket.join(cid)
 
     async def broken(*_args: Any) -> int:
-        raise RuntimeError("a bug in the read path")
+        raise RuntimeError("a bug in the join path")
 
-    monkeypatch.setattr(api.app[CONVERSATIONS], "mark_read", broken)
-    await socket.send({"type": "read", "conversation_id": cid, "seq": 1, "ref": "r1"})
+    monkeypatch.setattr(api.app[CONVERSATIONS], "last_seq_for_member", broken)
+    await socket.send({"type": "join", "conversation_id": cid, "since_seq": 0, "ref": "j1"})
     error = await socket.expect("error")
     assert error["code"] == "internal_error"
     assert "request id" in error["message"]
     closed = await socket.wait_closed()
     assert closed.data == 1011, closed
     # The server goes on: a new socket works.
+    monkeypatch.undo()
     again = await ChatClient.connect(api.client, room.members[0].access_token)
     await again.join(cid)
     await again.close()
@@ -448,6 +449,26 @@ async def test_a_database_failure_logs_no_parameters_and_no_body(
     assert "INSERT INTO users" in raised
     assert "$argon2" not in raised
     assert "Secretive" not in raised
+
+
+async def test_an_unexpected_error_storing_a_read_is_answered_and_the_socket_stays(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    room = await staff_room(api)
+    cid = str(room.conversation_id)
+    socket = await ChatClient.connect(api.client, room.members[0].access_token)
+    await socket.join(cid)
+
+    async def broken(*_args: Any) -> int:
+        raise RuntimeError("a bug in the read path")
+
+    monkeypatch.setattr(api.app[CONVERSATIONS], "mark_read", broken)
+    await socket.send({"type": "read", "conversation_id": cid, "seq": 1, "ref": "r1"})
+    error = await socket.expect("error", lambda e: e["ref"] == "r1", within=10)
+    assert error["code"] == "internal_error"
+    await socket.send({"type": "ping", "ref": "still-there"})
+    await socket.expect("pong")
+    await socket.close()
 
 
 async def test_an_unexpected_error_in_a_send_is_answered_and_the_socket_stays(
