@@ -161,18 +161,10 @@ class ConversationService:
         members = {principal.user_id, customer.agent_id}
         if customer.user_id is not None:
             members.add(customer.user_id)
-        conversation = await create_conversation(
-            session, principal.tenant_id, principal.user_id, members, customer_id=customer.id
+        conversation_id = await open_customer_conversation(
+            uow, customer, members, created_by=principal.user_id
         )
-        emit_opened(
-            uow,
-            principal.tenant_id,
-            conversation.id,
-            customer.agent_id,
-            "customer",
-            actor_id=principal.user_id,
-        )
-        return await self._summary(session, principal, conversation.id), True
+        return await self._summary(session, principal, conversation_id), True
 
     async def _open_as_holder(
         self, uow: UnitOfWork, principal: Principal, customer: Customer
@@ -182,22 +174,10 @@ class ConversationService:
         if existing is not None:
             await add_member(uow, principal.tenant_id, [existing], principal.user_id)
             return await self._summary(session, principal, existing), False
-        conversation = await create_conversation(
-            session,
-            principal.tenant_id,
-            principal.user_id,
-            {principal.user_id, customer.agent_id},
-            customer_id=customer.id,
+        conversation_id = await open_customer_conversation(
+            uow, customer, {principal.user_id, customer.agent_id}, created_by=principal.user_id
         )
-        emit_opened(
-            uow,
-            principal.tenant_id,
-            conversation.id,
-            customer.agent_id,
-            "customer",
-            actor_id=principal.user_id,
-        )
-        return await self._summary(session, principal, conversation.id), True
+        return await self._summary(session, principal, conversation_id), True
 
     async def open_among_staff(
         self, principal: Principal, participant_ids: Sequence[uuid.UUID], title: str | None
@@ -703,6 +683,24 @@ async def create_conversation(
     )
     await session.flush()
     return conversation
+
+
+async def open_customer_conversation(
+    uow: UnitOfWork,
+    customer: Customer,
+    members: set[uuid.UUID],
+    *,
+    created_by: uuid.UUID | None,
+) -> uuid.UUID:
+    """A new conversation of the customer with their agent, counted as opened."""
+    conversation = await create_conversation(
+        uow.session, customer.tenant_id, created_by, members, customer_id=customer.id
+    )
+    emit_opened(
+        uow, customer.tenant_id, conversation.id, customer.agent_id, "customer",
+        actor_id=created_by,
+    )  # fmt: skip
+    return conversation.id
 
 
 def emit_opened(

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from mitra.chat.conversations import create_conversation, emit_opened
+from mitra.chat.conversations import open_customer_conversation
+from mitra.chat.membership import agent_conversation
 from mitra.db import Database, Scope
-from mitra.models import Conversation, ConversationMember, Customer, Message
+from mitra.models import Customer, Message
 from mitra.phones import to_e164
 
 log = logging.getLogger("mitra.whatsapp.inbox")
@@ -69,25 +70,12 @@ class WhatsAppInbox:
                 session.add(customer)
                 await session.flush()
                 log.info("WhatsApp number of a new customer %s", customer.id)
-            conversation_id = await session.scalar(
-                select(Conversation.id)
-                .join(ConversationMember, ConversationMember.conversation_id == Conversation.id)
-                .where(
-                    Conversation.customer_id == customer.id,
-                    ConversationMember.user_id == customer.agent_id,
-                )
-                .order_by(Conversation.created_at)
-                .limit(1)
-            )
+            conversation_id = await agent_conversation(session, customer)
             if conversation_id is None:
                 members = {customer.agent_id}
                 if customer.user_id is not None:
                     members.add(customer.user_id)
-                conversation = await create_conversation(
-                    session, tenant_id, None, members, customer_id=customer.id
-                )
-                conversation_id = conversation.id
-                emit_opened(
-                    uow, tenant_id, conversation_id, customer.agent_id, "customer", actor_id=None
+                conversation_id = await open_customer_conversation(
+                    uow, customer, members, created_by=None
                 )
             return Destination(customer.id, customer.agent_id, conversation_id, new_customer)

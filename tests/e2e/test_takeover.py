@@ -18,6 +18,7 @@ from tests.e2e.test_two_instances import (
     call,
     create_tenant,
     service_env,
+    two_instances,
 )
 from tests.support.databases import truncate_all
 
@@ -37,16 +38,8 @@ async def shipped_service(
     # close to the 10 s to measure reliably. On Kafka the shipped 6 s gives about 6.5 s.
     env["MITRA_STREAMS_KAFKA_SESSION_TIMEOUT_MS"] = "5000"
     del env["MITRA_STREAMS_KAFKA_HEARTBEAT_INTERVAL_MS"]
-    instances = [Instance(env, tmp_path), Instance(env, tmp_path)]
-    try:
-        async with aiohttp.ClientSession() as http:
-            for instance in instances:
-                await instance.wait_ready(http)
-        yield instances[0], instances[1], env
-    finally:
-        for instance in instances:
-            if instance.process.poll() is None:
-                await instance.stop()
+    async with two_instances(env, tmp_path) as running:
+        yield running
 
 
 async def forwarded(http: aiohttp.ClientSession, instance: Instance) -> int:

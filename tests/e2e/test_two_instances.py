@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -86,13 +87,12 @@ class Instance:
         return self.process.returncode
 
 
-@pytest.fixture
-async def service(
-    postgres_url: str, tansu_broker: str, tmp_path: Path
+@asynccontextmanager
+async def two_instances(
+    env: dict[str, str], workdir: Path
 ) -> AsyncIterator[tuple[Instance, Instance, dict[str, str]]]:
-    await truncate_all(postgres_url)
-    env = service_env(postgres_url, tansu_broker)
-    instances = [Instance(env, tmp_path), Instance(env, tmp_path)]
+    """Two `mitra serve` processes on `env`, ready; stopped (unless already dead) at the end."""
+    instances = [Instance(env, workdir), Instance(env, workdir)]
     try:
         async with aiohttp.ClientSession() as http:
             for instance in instances:
@@ -100,7 +100,17 @@ async def service(
         yield instances[0], instances[1], env
     finally:
         for instance in instances:
-            await instance.stop()
+            if instance.process.poll() is None:
+                await instance.stop()
+
+
+@pytest.fixture
+async def service(
+    postgres_url: str, tansu_broker: str, tmp_path: Path
+) -> AsyncIterator[tuple[Instance, Instance, dict[str, str]]]:
+    await truncate_all(postgres_url)
+    async with two_instances(service_env(postgres_url, tansu_broker), tmp_path) as running:
+        yield running
 
 
 async def create_tenant(env: dict[str, str], prefix: str) -> tuple[str, str]:

@@ -18,6 +18,7 @@ from tests.e2e.test_two_instances import (
     call,
     create_tenant,
     service_env,
+    two_instances,
 )
 from tests.support.databases import truncate_all
 from tests.support.fake_graph import FakeGraph
@@ -40,15 +41,8 @@ async def whatsapp_service(
 ) -> AsyncIterator[tuple[Instance, Instance, dict[str, str]]]:
     await truncate_all(postgres_url)
     env = {**service_env(postgres_url, private_tansu), "MITRA_WHATSAPP_GRAPH_BASE_URL": graph[1]}
-    instances = [Instance(env, tmp_path), Instance(env, tmp_path)]
-    try:
-        async with aiohttp.ClientSession() as http:
-            for instance in instances:
-                await instance.wait_ready(http)
-        yield instances[0], instances[1], env
-    finally:
-        for instance in instances:
-            await instance.stop()
+    async with two_instances(env, tmp_path) as running:
+        yield running
 
 
 async def post_signed(http: aiohttp.ClientSession, url: str, body: dict[str, object]) -> int:

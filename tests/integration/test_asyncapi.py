@@ -21,7 +21,14 @@ from tests.conftest import SettingsFactory
 from tests.support.api import Api
 from tests.support.chat import staff_room
 from tests.support.fake_graph import FakeGraph
-from tests.support.whatsapp import post_webhook, raw, text, webhook_body, whatsapp_tenant
+from tests.support.whatsapp import (
+    customer_conversation,
+    post_webhook,
+    raw,
+    text,
+    webhook_body,
+    whatsapp_tenant,
+)
 from tests.support.ws import ChatClient
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,25 +111,13 @@ async def test_every_frame_a_session_receives_is_what_the_document_says(api: Api
     await alice.expect("presence", lambda f: f["status"] == "offline")
     # A WhatsApp customer's message and the status of the agent's reply.
     wa = await whatsapp_tenant(api)
-    _, customer = await api.call(
-        "POST",
-        "/api/v1/customers",
-        token=wa.agent.access_token,
-        json={"full_name": "Ravi Kumar", "phone": "+91 98765 43210"},
-        expect=201,
-    )
-    _, opened = await api.call(
-        "POST",
-        "/api/v1/conversations",
-        token=wa.agent.access_token,
-        json={"customer_id": customer["data"]["id"]},
-    )
+    _, conversation_id = await customer_conversation(api, wa)
     agent = await ChatClient.connect(api.client, wa.agent.access_token)
-    await agent.join(opened["data"]["id"])
+    await agent.join(conversation_id)
     inbound = raw(webhook_body([text("wamid.C1", "919876543210", "hi")]))
     assert (await post_webhook(api, wa.webhook, inbound))[0] == 200
     await agent.expect("message", within=15)
-    await agent.say(opened["data"]["id"], "r1", "hello Ravi")
+    await agent.say(conversation_id, "r1", "hello Ravi")
     await agent.expect("status", within=15)
 
     seen = set()

@@ -23,6 +23,7 @@ from tests.support.whatsapp import (
     APP_SECRET,
     VERIFY_TOKEN,
     WhatsAppTenant,
+    customer_conversation,
     post_webhook,
     raw,
     text,
@@ -32,25 +33,6 @@ from tests.support.whatsapp import (
 from tests.support.ws import ChatClient
 
 CUSTOMER_WA_ID = "919876543210"
-
-
-async def customer_conversation(api: Api, wa: WhatsAppTenant) -> tuple[str, str]:
-    """The agent's customer with the WhatsApp number, and their conversation (ids)."""
-    _, customer = await api.call(
-        "POST",
-        "/api/v1/customers",
-        token=wa.agent.access_token,
-        json={"full_name": "Ravi Kumar", "phone": "+91 98765 43210"},
-        expect=201,
-    )
-    customer_id = customer["data"]["id"]
-    _, opened = await api.call(
-        "POST",
-        "/api/v1/conversations",
-        token=wa.agent.access_token,
-        json={"customer_id": customer_id},
-    )
-    return customer_id, opened["data"]["id"]
 
 
 async def history(api: Api, wa: WhatsAppTenant, conversation_id: str) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from tests.support.whatsapp import (
     ACCESS_TOKEN,
     PHONE_NUMBER_ID,
     WhatsAppTenant,
+    customer_conversation,
     post_webhook,
     raw,
     text,
@@ -60,20 +61,7 @@ def settings(make_settings: SettingsFactory, graph: tuple[FakeGraph, str]) -> Se
 
 async def customer_wrote(api: Api, wa: WhatsAppTenant, wamid: str = "wamid.IN1") -> str:
     """The customer writes on WhatsApp; returns their conversation with the agent."""
-    _, customer = await api.call(
-        "POST",
-        "/api/v1/customers",
-        token=wa.agent.access_token,
-        json={"full_name": "Ravi Kumar", "phone": "+91 98765 43210"},
-        expect=201,
-    )
-    _, opened = await api.call(
-        "POST",
-        "/api/v1/conversations",
-        token=wa.agent.access_token,
-        json={"customer_id": customer["data"]["id"]},
-    )
-    conversation_id: str = opened["data"]["id"]
+    _, conversation_id = await customer_conversation(api, wa)
     body = raw(webhook_body([text(wamid, CUSTOMER_WA_ID, "is my policy active?")]))
     assert (await post_webhook(api, wa.webhook, body))[0] == 200
     return conversation_id

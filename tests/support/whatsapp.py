@@ -110,3 +110,22 @@ async def post_webhook(
         headers[SIGNATURE_HEADER] = sign(data, secret)
     response = await api.client.post(path, data=data, headers=headers)
     return response.status, await response.text()
+
+
+async def customer_conversation(api: Api, wa: WhatsAppTenant) -> tuple[str, str]:
+    """The agent's customer with the WhatsApp number, and their conversation (ids)."""
+    _, customer = await api.call(
+        "POST",
+        "/api/v1/customers",
+        token=wa.agent.access_token,
+        json={"full_name": "Ravi Kumar", "phone": "+91 98765 43210"},
+        expect=201,
+    )
+    customer_id = customer["data"]["id"]
+    _, opened = await api.call(
+        "POST",
+        "/api/v1/conversations",
+        token=wa.agent.access_token,
+        json={"customer_id": customer_id},
+    )
+    return customer_id, opened["data"]["id"]
