@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,10 @@ import pytest
 from mitra.whatsapp.render import client_msg_id, render
 from mitra.whatsapp.webhook import WebhookUnreadable, parse_webhook, sign, signature_valid
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "providers" / "whatsapp"
+# The published samples live beside the checkout, not in it (they are not ours to ship).
+FIXTURES = (
+    Path(os.environ.get("MITRA_PROVIDER_FIXTURES", "/work/shared/fixtures/providers")) / "whatsapp"
+)
 SECRET = "app-secret"
 
 
