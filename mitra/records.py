@@ -25,6 +25,9 @@ MAX_PAGE = (2**31 - 1) // MAX_PAGE_SIZE + 1
 # Who may own a book: customers and policies belong to agents, not to admins.
 AGENT_ROLES = frozenset({Role.SENIOR_AGENT, Role.JUNIOR_AGENT})
 ANALYTICS_TOPIC = "analytics.events"
+# The core writes to these through the outbox (`streams.topics` declares them for consumers).
+CHAT_EVENTS_TOPIC = "chat.events"
+WHATSAPP_OUTBOUND_TOPIC = "whatsapp.outbound"
 
 # India keeps one offset all year (no daylight saving), so a fixed zone is exact and needs no
 # tz database in slim images. "Today" for due dates is the agents' today, not UTC's.

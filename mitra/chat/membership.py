@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra.db import UnitOfWork
 from mitra.models import Conversation, ConversationMember, Customer
+from mitra.records import CHAT_EVENTS_TOPIC
 
-CHAT_EVENTS_TOPIC = "chat.events"
 MEMBERS_CHANGED = "conversation.members_changed"
 
 

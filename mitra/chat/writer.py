@@ -39,12 +39,10 @@ from mitra.db import BulkInsert, Database, Scope, db_purpose, utcnow
 from mitra.errors import InvalidInput, Unavailable
 from mitra.ids import new_ids
 from mitra.models import Message, OutboxEvent
-from mitra.records import ANALYTICS_TOPIC
+from mitra.records import ANALYTICS_TOPIC, CHAT_EVENTS_TOPIC, WHATSAPP_OUTBOUND_TOPIC
 
 log = logging.getLogger("mitra.chat.writer")
 
-CHAT_EVENTS_TOPIC = "chat.events"
-WHATSAPP_OUTBOUND_TOPIC = "whatsapp.outbound"
 _MESSAGES: Table = Message.__table__  # type: ignore[assignment]
 _OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
 INSERT_MESSAGES = BulkInsert(

@@ -17,8 +17,8 @@ from mitra.analytics import MESSAGE_FAILED, AnalyticsFact, emit_analytics
 from mitra.db import Database, Scope, UnitOfWork
 from mitra.errors import NotFound
 from mitra.models import Conversation, Customer, WhatsAppSend
+from mitra.records import CHAT_EVENTS_TOPIC
 
-CHAT_EVENTS_TOPIC = "chat.events"
 STATUS_EVENT = "status"
 
 # Meta's statuses in the order a message lives them; a later webhook about an earlier state
