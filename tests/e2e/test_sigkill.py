@@ -71,20 +71,29 @@ async def history(http: aiohttp.ClientSession, base: str, token: str, cid: str) 
 
 async def burst(ws: aiohttp.ClientWebSocketResponse, cid: str, ids: list[str],
                 acked: dict[str, int]) -> None:  # fmt: skip
-    """Send every id and collect acks until the socket dies."""
+    """Send every id and collect acks until the socket dies.
+
+    Acks are read while the frames go out, as a client does: one that only wrote would fall
+    behind its own acks and be closed as a slow consumer (4008) before the burst was done.
+    """
+
+    async def read() -> None:
+        async for message in ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                return
+            frame = orjson.loads(message.data)
+            if frame["type"] == "ack":
+                acked[frame["client_msg_id"]] = frame["seq"]
+
+    reader = asyncio.create_task(read())
     for client_msg_id in ids:
         frame = {"type": "send", "conversation_id": cid, "client_msg_id": client_msg_id,
                  "body": f"body of {client_msg_id}"}  # fmt: skip
         try:
             await ws.send_str(orjson.dumps(frame).decode())
         except ConnectionError:
-            return
-    async for message in ws:
-        if message.type != aiohttp.WSMsgType.TEXT:
-            return
-        frame = orjson.loads(message.data)
-        if frame["type"] == "ack":
-            acked[frame["client_msg_id"]] = frame["seq"]
+            break
+    await reader
 
 
 async def test_nothing_acknowledged_is_lost_to_a_sigkill(
