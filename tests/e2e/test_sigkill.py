@@ -71,28 +71,42 @@ async def history(http: aiohttp.ClientSession, base: str, token: str, cid: str) 
 
 async def burst(ws: aiohttp.ClientWebSocketResponse, cid: str, ids: list[str],
                 acked: dict[str, int]) -> None:  # fmt: skip
-    """Send every id and collect acks until the socket dies.
+    """Send every id and collect acks until the socket dies, as the protocol asks of a client.
 
-    Acks are read while the frames go out, as a client does: one that only wrote would fall
-    behind its own acks and be closed as a slow consumer (4008) before the burst was done.
+    Acks are read while the frames go out: one that only wrote would fall behind its own acks
+    and be closed as a slow consumer (4008). A `not_stored` error is sent again with the same
+    `client_msg_id`: after a restart the first resends meet their own rows from before the
+    kill, and the writer rejects the rest of that batch so the actor can renumber.
     """
+    resend: asyncio.Queue[str | None] = asyncio.Queue()
 
     async def read() -> None:
         async for message in ws:
             if message.type != aiohttp.WSMsgType.TEXT:
-                return
+                break
             frame = orjson.loads(message.data)
             if frame["type"] == "ack":
                 acked[frame["client_msg_id"]] = frame["seq"]
+            elif frame["type"] == "error" and frame.get("code") == "not_stored":
+                resend.put_nowait(frame["ref"])
+        resend.put_nowait(None)
 
-    reader = asyncio.create_task(read())
-    for client_msg_id in ids:
+    async def send(client_msg_id: str) -> bool:
         frame = {"type": "send", "conversation_id": cid, "client_msg_id": client_msg_id,
                  "body": f"body of {client_msg_id}"}  # fmt: skip
         try:
             await ws.send_str(orjson.dumps(frame).decode())
         except ConnectionError:
+            return False
+        return True
+
+    reader = asyncio.create_task(read())
+    sending = True
+    for client_msg_id in ids:
+        if not (sending := await send(client_msg_id)):
             break
+    while sending and (client_msg_id_again := await resend.get()) is not None:
+        sending = await send(client_msg_id_again)
     await reader
 
 
