@@ -16,6 +16,7 @@ from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, Notifier, PasswordHasher
 from mitra.chat import ChatLimits, ConversationService, MessageWriter
+from mitra.console import ConsoleBuild
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService
@@ -69,3 +70,5 @@ WHATSAPP_METRICS = web.AppKey("whatsapp_metrics", WhatsAppMetrics)
 WHATSAPP_LEDGER = web.AppKey("whatsapp_ledger", SendLedger)
 WHATSAPP_GRAPH = web.AppKey("whatsapp_graph", GraphClient)
 WHATSAPP_TEMPLATES = web.AppKey("whatsapp_templates", TemplateBook)
+# The agent console (issue 14): the built page and assets, None when it was not built.
+CONSOLE_BUILD = web.AppKey[ConsoleBuild | None]("console_build")
