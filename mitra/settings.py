@@ -273,6 +273,12 @@ class NotifierSettings(_Section):
     backoff_seconds: float = Field(1.0, gt=0)
 
 
+class DemoSettings(_Section):
+    """The demo book (issue 14): customers, policies and a conversation for the console."""
+
+    seed_book: bool = True
+
+
 class Settings(BaseModel):
     """The whole configuration; one attribute per section of `config/default.toml`."""
 
@@ -290,6 +296,7 @@ class Settings(BaseModel):
     integrations: IntegrationsSettings = Field(default_factory=IntegrationsSettings)
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
 
     @property
     def is_production(self) -> bool:
