@@ -39,7 +39,11 @@ export function Conversation({ row, onRead }) {
   const height = useRef(0);
 
   useEffect(() => {
-    if (store.messages.size === 0) older(store).catch(() => {});
+    // Live messages may be here already (the inbox joins every conversation): history still.
+    if (!store.historyStarted) {
+      store.historyStarted = true;
+      older(store).catch(() => {});
+    }
     chat.join(row.id, store.lastSeq || row.last_seq);
   }, [row.id]);
 

@@ -7,11 +7,17 @@ import { html } from "../html.js";
 import { t } from "../i18n.js";
 import { registerPage } from "../registry.js";
 
-function DailyChart({ series }) {
+function DailyChart({ series, from, to }) {
   const target = useRef(null);
   useEffect(() => {
-    const days = series.map((d) => Date.parse(`${d.day}T00:00:00Z`) / 1000);
-    const counts = series.map((d) => d.metrics.messages?.count ?? 0);
+    // Every day of the range, zeros included: the series lists only days with figures.
+    const byDay = new Map(series.map((d) => [d.day, d.metrics.messages?.count ?? 0]));
+    const days = [];
+    const counts = [];
+    for (let at = Date.parse(`${from}T00:00:00Z`); at <= Date.parse(`${to}T00:00:00Z`); at += 86400000) {
+      days.push(at / 1000);
+      counts.push(byDay.get(new Date(at).toISOString().slice(0, 10)) ?? 0);
+    }
     const chart = new uPlot(
       {
         width: Math.min(720, target.current.clientWidth || 720),
@@ -23,7 +29,7 @@ function DailyChart({ series }) {
       target.current,
     );
     return () => chart.destroy();
-  }, [series]);
+  }, [series, from, to]);
   return html`<figure><figcaption>${t("messagesPerDay")}</figcaption><div ref=${target} role="img" aria-label=${t("messagesPerDay")}></div></figure>`;
 }
 
@@ -47,7 +53,7 @@ function Dashboard() {
   return html`<div class="dashboard">
     ${figures && html`<section><h2>${t("totals")}</h2><dl class="totals">
       ${Object.entries(figures.totals).filter(([, f]) => f.count > 0).map(([name, f]) => html`<div><dt>${name}</dt><dd>${f.amount ?? f.count}</dd></div>`)}
-    </dl><${DailyChart} series=${figures.series} /></section>`}
+    </dl><${DailyChart} series=${figures.series} from=${figures.from} to=${figures.to} /></section>`}
     <section><${StatusBars} counts=${board.counts_by_status} /></section>
     <section aria-label=${t("dueSoon", { days: board.due_soon.days })}>
       <h2>${t("dueSoon", { days: board.due_soon.days })} (${board.due_soon.count}, ₹${board.due_soon.total_amount})</h2>
