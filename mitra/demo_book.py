@@ -123,8 +123,11 @@ def _due(status: PolicyStatus, index: int, today: date) -> date | None:
     if status is PolicyStatus.GRACE:
         return today - timedelta(days=3 + index % 10)  # missed, within the 30-day grace
     if status is PolicyStatus.ACTIVE:
-        # Every third one falls due within this month (or the first days of the next).
-        return today + timedelta(days=(index % 9) + 1 if index % 3 == 0 else 40 + index * 5)
+        if index % 3:
+            return today + timedelta(days=40 + index * 5)
+        # Every third one falls due later this month (on its last day, near the month's end).
+        month_end = (today.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        return min(today + timedelta(days=index % 9 + 1), month_end)
     return None
 
 
