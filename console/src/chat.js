@@ -28,6 +28,9 @@ export class ConversationStore {
     this.readBy = new Map(); // user_id -> seq
     this.statuses = new Map(); // message_id -> delivery status (a channel's)
     this.oldestLoaded = null;
+    // The seq the listing said it had reached: a rejoin starts there even before any message
+    // is loaded, instead of asking for the whole history again.
+    this.baseline = 0;
     this.complete = false; // history reaches seq 1
     this.listeners = new Set();
   }
@@ -42,7 +45,7 @@ export class ConversationStore {
   }
 
   get lastSeq() {
-    let last = 0;
+    let last = this.baseline;
     for (const seq of this.messages.keys()) if (seq > last) last = seq;
     return last;
   }
@@ -70,6 +73,7 @@ class Chat {
     this.ws = null;
     this.stores = new Map();
     this.wanted = new Set();
+    this.joined = new Set();
     this.attempt = 0;
     this.timer = null;
     this.heartbeat = null;
@@ -106,8 +110,13 @@ class Chat {
 
   join(id, sinceSeq) {
     const store = this.store(id);
+    if (sinceSeq) store.baseline = Math.max(store.baseline, sinceSeq);
     this.wanted.add(id);
-    if (this.authed) this.sendFrame({ type: "join", conversation_id: id, since_seq: sinceSeq ?? store.lastSeq });
+    // Once per socket: the server then sends everything after since_seq, and live ones.
+    if (this.authed && !this.joined.has(id)) {
+      this.joined.add(id);
+      this.sendFrame({ type: "join", conversation_id: id, since_seq: sinceSeq ?? store.lastSeq });
+    }
   }
 
   send(id, body) {
@@ -197,6 +206,7 @@ class Chat {
         this.authed = true;
         this.attempt = 0;
         this.userId = frame.user_id;
+        this.joined = new Set();
         connection.set("connected");
         this.heartbeat = setInterval(() => this.beat(), HEARTBEAT_MS);
         for (const id of this.wanted) this.join(id);

@@ -79,11 +79,15 @@ def test_agent_and_policyholder_chat_both_ways_and_recover_after_a_network_cut(
     # The seeded history is there for both, oldest first.
     _stored(holder, "Great, I will pay this week.").wait_for()
 
+    # Each sees the other here, typing, and having read what was sent.
+    agent.locator(".presence[data-online=true]").wait_for()
     _send(agent, f"agent says hello {tag}")
     _stored(holder, f"agent says hello {tag}").wait_for()
+    agent.locator(".msg.mine .read").wait_for()
+    holder.get_by_label("Message", exact=True).press_sequentially("hol")
+    expect(agent.locator(".typing")).to_have_text("typing…")
     _send(holder, f"holder answers {tag}")
     _stored(agent, f"holder answers {tag}").wait_for()
-    agent.locator(".typing").wait_for()  # present even when empty
 
     # The policyholder's network goes: the console says so, and a send waits visibly.
     holder.context.set_offline(True)

@@ -2,7 +2,7 @@
 // customer name or phone), the open conversation and the panels beside it.
 import { useEffect, useState } from "preact/hooks";
 import { api, session } from "../api.js";
-import { chat } from "../chat.js";
+import { chat, connection } from "../chat.js";
 import { html } from "../html.js";
 import { t } from "../i18n.js";
 import { registerPage, registry } from "../registry.js";
@@ -42,6 +42,17 @@ function Inbox({ openId }) {
   useEffect(() => {
     const timer = setTimeout(() => load(q).catch(() => {}), q ? 250 : 0);
     return () => clearTimeout(timer);
+  }, [q]);
+  useEffect(() => {
+    // Back from a drop: unread counts and new conversations are read again, and every 30 s,
+    // since conversations opened by someone else are not joined yet.
+    const again = () => load(q).catch(() => {});
+    const off = connection.subscribe((state) => state === "connected" && again());
+    const timer = setInterval(again, 30000);
+    return () => {
+      off();
+      clearInterval(timer);
+    };
   }, [q]);
   useEffect(
     () =>
