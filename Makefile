@@ -22,7 +22,7 @@ CONSOLE_SOURCES := $(sort $(shell find console/src -type f)) console/build.mjs c
 CONSOLE_STAMP := mitra/console/dist/.built-$(shell cat $(CONSOLE_SOURCES) console/package-lock.json | cksum | cut -d' ' -f1)
 
 console/node_modules/.installed: console/package-lock.json
-	cd console && npm ci --no-audit --no-fund --loglevel=error
+	cd console && npm ci --no-audit --no-fund --loglevel=error >&2
 	touch $@
 
 $(CONSOLE_STAMP): console/node_modules/.installed $(CONSOLE_SOURCES)

@@ -36,4 +36,5 @@ const page = readFileSync(join(here, "src", "index.html"), "utf8")
   .replace("__STYLE__", `/console/assets/${names.css}`);
 writeFileSync(join(out, "index.html"), page);
 writeFileSync(join(out, "manifest.json"), JSON.stringify(names, null, 2) + "\n");
-console.log(`console built: ${names.js}, ${names.css}`);
+// On stderr: `make run` keeps stdout for the server, whose first line is its banner.
+console.error(`console built: ${names.js}, ${names.css}`);

@@ -217,6 +217,7 @@ class Chat {
         break;
       case "message":
         store.add(frame);
+        store.typing.delete(frame.sender_id); // their message is what they were typing
         for (const listener of this.inboxListeners) listener(frame);
         break;
       case "ack": {
