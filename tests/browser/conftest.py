@@ -91,6 +91,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "MITRA_DATABASE_URL": f"sqlite+aiosqlite:///{workdir / 'mitra.db'}",
         # INFO: the log notifier's lines (with the sign-in code, in development) are kept.
         "MITRA_LOGGING_LEVEL": "INFO",
+        # The history test posts a long conversation at once.
+        "MITRA_CHAT_RATE_LIMIT_MESSAGES": "1000",
     }
     log = workdir / "stderr.log"
     with log.open("wb") as stderr:

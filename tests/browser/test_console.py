@@ -114,8 +114,7 @@ def test_agent_and_policyholder_chat_both_ways_and_recover_after_a_network_cut(
         assert bodies.count(f"sent offline {tag}") == 1, bodies
         positions = [bodies.index(body) for body in missed]
         assert positions == sorted(positions), bodies
-        seqs = [int(s) for s in page.locator(".msg[data-seq]").evaluate_all(
-            "items => items.map(i => i.dataset.seq)")]  # fmt: skip
+        seqs = _seqs(page)
         assert seqs == sorted(set(seqs)), seqs
 
     # The agent's inbox, its customer panel and the dashboard, as a user sees them.
@@ -201,3 +200,54 @@ def _sign_in_code(server: Server, email: str) -> str:
                     return found.group(1)
         time.sleep(0.2)
     raise AssertionError("no sign-in code in the server's log")
+
+
+def test_history_loads_backwards_as_the_agent_scrolls_up(browser: Any, server: Server) -> None:
+    token = server.token(*server.logins["senior_agent"])
+    (chat,) = server.api("GET", "/conversations?q=Vikram", token=token)["items"]
+    first = chat["last_seq"] + 1
+    for n in range(40):
+        body = {"client_msg_id": f"history-{n}", "body": f"note {first + n}"}
+        server.api("POST", f"/conversations/{chat['id']}/messages", body, token=token)
+    last = first + 39
+
+    page = _page(browser, server)
+    _sign_in(page, *server.logins["senior_agent"])
+    _open(page, "Vikram Singh")
+    _stored(page, f"note {last}").wait_for()
+    seqs = _seqs(page)
+    assert seqs[-1] == last
+    assert seqs[0] > 1  # one page, not the whole history
+    page.locator(".messages").evaluate("list => { list.scrollTop = 0; }")
+    page.locator(".msg[data-seq='1']").wait_for()
+    assert _seqs(page) == list(range(1, last + 1))
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+def test_a_session_ended_elsewhere_returns_the_console_to_sign_in(
+    browser: Any, server: Server
+) -> None:
+    page = _page(browser, server)
+    tokens: list[str] = []
+    page.on(
+        "response",
+        lambda response: (
+            tokens.append(response.json()["data"]["access_token"])
+            if response.url.endswith("/auth/login") and response.ok
+            else None
+        ),
+    )
+    _sign_in(page, *server.logins["super_admin"])
+    page.locator(".conn[data-state=connected]").wait_for()
+    # Signed out from elsewhere: the server closes the socket with 4401 and the refresh token
+    # is dead too, so the console asks to sign in again.
+    server.api("POST", "/auth/logout", {}, token=tokens[0])
+    page.get_by_label("Email or phone").wait_for()
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+def _seqs(page: Any) -> list[int]:
+    return [int(s) for s in page.locator(".msg[data-seq]").evaluate_all(
+        "items => items.map(i => i.dataset.seq)")]  # fmt: skip
