@@ -43,7 +43,7 @@ NOT_BUILT = (
 
 
 async def load_on_startup(app: web.Application) -> None:
-    # Read on a thread: start-up shares the loop with the other instances' work in tests.
+    # On a thread: the loop does no file I/O of its own, not even at start-up.
     app[CONSOLE_BUILD] = await asyncio.to_thread(load_build)
 
 
