@@ -11,7 +11,6 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -474,7 +473,7 @@ async def _assistant(app: web.Application) -> AsyncIterator[None]:
         tenant_keys(app[INTEGRATIONS], settings.model),
     )
     router = app[CHAT_ROUTER]
-    frames = _user_frames(app)
+    frames = app[USER_FRAMES].send
     app[ASSISTANT] = service
     app[KNOWLEDGE_BASE] = knowledge
     app[ASSISTANT_METRICS] = metrics
@@ -501,9 +500,6 @@ async def _assistant(app: web.Application) -> AsyncIterator[None]:
     await llm.close()
 
 
-def _user_frames(app: web.Application) -> Any:
-    """Frames to a user's sockets on every instance (`handlers/user_frames.py`), when present."""
-    return None
 
 
 async def _close_sockets(app: web.Application) -> None:
