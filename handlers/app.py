@@ -500,8 +500,6 @@ async def _assistant(app: web.Application) -> AsyncIterator[None]:
     await llm.close()
 
 
-
-
 async def _close_sockets(app: web.Application) -> None:
     """Open sockets close with GOING_AWAY before the rest shuts down; clients reconnect."""
     if CHAT_HUB in app:
