@@ -1,9 +1,9 @@
 """Personal data out of what goes to the LLM: placeholders in, the asker's own values back.
 
-Phone numbers, emails and policy numbers are found by their shape; names only when known (the
-asker's and their agent's), since no pattern tells a name from a word. A placeholder in the
-reply becomes its value again only when the value is the asker's own (or their agent's name);
-any other is withheld, so a reply can never carry someone else's details.
+Phone numbers, emails and policy numbers are found by their shape; names when known (the
+asker's and their agent's) and, for the rest, by the shape of capitalised words in a row. A
+placeholder in the reply becomes its value again only when the value is the asker's own (or
+their agent's name); any other is withheld, so a reply never carries someone else's details.
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 _PHONE = re.compile(r"(?<![\w])\+?\d[\d\s().-]{7,}\d(?![\w])")
 # Policy numbers: letters and digits with at least three digits (LIC-8F2A91C0, 123456789).
 _POLICY = re.compile(r"\b(?=[A-Za-z0-9/-]*\d{3})[A-Za-z0-9][A-Za-z0-9/-]{5,}\b")
+# Names nobody told us of: two or more capitalised words in a row ("Arjun Singh"). A plan's
+# name is caught too; masking too much costs the LLM a word, too little a stranger's name.
+_NAME_LIKE = re.compile(r"\b[A-Z][a-z]+(?:\s+[A-Z][a-z]+)+\b")
 _DATE = re.compile(r"\d{1,4}[-/]\d{1,2}[-/]\d{1,4}")
 _PLACEHOLDER = re.compile(r"\[(PHONE|EMAIL|POLICY|NAME)_(\d+)\]")
 
@@ -54,7 +57,7 @@ class Masker:
         for name in self._names:
             text = re.sub(re.escape(name), lambda m: self._hold("NAME", m.group()), text,
                           flags=re.IGNORECASE)  # fmt: skip
-        return text
+        return _NAME_LIKE.sub(lambda m: self._hold("NAME", m.group()), text)
 
     def restore(self, reply: str) -> str:
         def back(match: re.Match[str]) -> str:
