@@ -3,14 +3,21 @@ their own policies only, the hand-off to the agent and back, and the agent takin
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from handlers.keys import DATABASE
+from mitra.db import Scope, utcnow
+from mitra.models import Conversation, Message
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.api import Api
 from tests.support.assistant import asker
+from tests.support.chat import principal_of
 from tests.support.ws import ChatClient
 
 CALLBACKS = "/api/v1/callbacks"
@@ -168,4 +175,31 @@ async def test_the_agents_first_message_silences_the_assistant(api: Api) -> None
         ack = await chat.socket.say(chat.conversation_id, "q-after", "when is my premium due?")
         with pytest.raises(TimeoutError):
             await chat.reply_to(ack, within=1.0)
+        await agent_socket.close()
+
+
+async def test_after_agent_idle_minutes_the_assistant_answers_again(api: Api) -> None:
+    async with asker(api) as chat:
+        agent_socket = await ChatClient.connect(api.client, chat.agent.access_token)
+        await agent_socket.join(chat.conversation_id)
+        await agent_socket.say(chat.conversation_id, "a-1", "I will check and reply")
+        assert (await chat.socket.expect("mode"))["mode"] == "agent"
+        # An hour passes (the setting is 30 minutes) without the agent writing.
+        hour_ago = utcnow() - timedelta(hours=1)
+        conversation_id = uuid.UUID(chat.conversation_id)
+        tenant_id = (await principal_of(api, chat.agent)).tenant_id
+        async with api.app[DATABASE].transaction(Scope.tenant(tenant_id)) as session:
+            await session.execute(
+                update(Conversation)
+                .where(Conversation.id == conversation_id)
+                .values(mode_changed_at=hour_ago)
+            )
+            await session.execute(
+                update(Message)
+                .where(Message.conversation_id == conversation_id, Message.client_msg_id == "a-1")
+                .values(sent_at=hour_ago)
+            )
+        reply = await chat.ask("when is my premium due?")
+        assert _bot(reply)["intent"] == "premium_due"
+        assert (await chat.socket.expect("mode"))["mode"] == "bot"
         await agent_socket.close()
