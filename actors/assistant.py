@@ -228,7 +228,7 @@ class AssistantActor(BridgedActor):
             log.warning("bot reply in %s not stored: %s", context.conversation_id, exc.code)
             return
         self._parts.metrics.replied(answer.source)
-        self._io(self._parts.service.replied(context, answer.source, answer.intent))
+        self._io(self._parts.service.replied(context, answer.source))
 
     def _hand_off(
         self, context: ConversationContext, message: StoredMessage, answer: Answer

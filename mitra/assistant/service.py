@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from mitra.analytics import BOT_ESCALATED, BOT_REPLIED, AnalyticsFact, emit_analytics
 from mitra.assistant.replies import OwnPolicy
 from mitra.auth.principal import Principal
 from mitra.db import Database, Scope, utcnow
@@ -23,7 +24,6 @@ from mitra.models import (
     Policy,
     User,
 )
-from mitra.records import ANALYTICS_TOPIC
 
 BOT = "bot"
 AGENT = "agent"
@@ -213,31 +213,16 @@ class AssistantService:
             )
             uow.session.add(request)
             await uow.session.flush()
-            uow.emit(
-                ANALYTICS_TOPIC,
-                key=str(context.tenant_id),
-                event_type="bot.escalated",
-                payload={
-                    "conversation_id": str(context.conversation_id),
-                    "agent_id": str(context.agent_id),
-                    "reason": reason,
-                },
+            emit_analytics(
+                uow, BOT_ESCALATED, AnalyticsFact(agent_id=context.agent_id, reason=reason)
             )
             return request.id, bool(getattr(changed, "rowcount", 0))
 
-    async def replied(self, context: ConversationContext, source: str, intent: str | None) -> None:
+    async def replied(self, context: ConversationContext, source: str) -> None:
         """The analytics fact of one reply (the dashboard folds it by day and agent)."""
         async with self._db.unit_of_work(Scope.tenant(context.tenant_id)) as uow:
-            uow.emit(
-                ANALYTICS_TOPIC,
-                key=str(context.tenant_id),
-                event_type="bot.replied",
-                payload={
-                    "conversation_id": str(context.conversation_id),
-                    "agent_id": str(context.agent_id),
-                    "source": source,
-                    "intent": intent,
-                },
+            emit_analytics(
+                uow, BOT_REPLIED, AnalyticsFact(agent_id=context.agent_id, source=source)
             )
 
     async def recent_messages(

@@ -3,6 +3,7 @@ their own policies only, the hand-off to the agent and back, and the agent takin
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -21,6 +22,7 @@ from tests.support.chat import principal_of
 from tests.support.ws import ChatClient
 
 CALLBACKS = "/api/v1/callbacks"
+DASHBOARD = "/api/v1/analytics/dashboard"
 
 
 @pytest.fixture
@@ -203,3 +205,21 @@ async def test_after_agent_idle_minutes_the_assistant_answers_again(api: Api) ->
         assert _bot(reply)["intent"] == "premium_due"
         assert (await chat.socket.expect("mode"))["mode"] == "bot"
         await agent_socket.close()
+
+
+async def test_replies_and_hand_offs_reach_the_agents_dashboard(api: Api) -> None:
+    async with asker(api) as chat:
+        await chat.ask("hello")
+        await chat.ask("when is my premium due?")
+        await chat.ask("talk to my agent")
+        async with asyncio.timeout(10):
+            while True:
+                _, body = await api.call(
+                    "GET", DASHBOARD, token=chat.agent.access_token, expect=200
+                )
+                totals = body["data"]["totals"]
+                if totals["bot_replies"]["count"] >= 3 and totals["bot_escalations"]["count"]:
+                    break
+                await asyncio.sleep(0.05)
+        assert totals["bot_replies"]["count"] == 3  # the hand-off's "your agent will reply" too
+        assert totals["bot_escalations"]["count"] == 1
