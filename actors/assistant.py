@@ -9,6 +9,7 @@ conversation's actor, stored, delivered, and sent on WhatsApp when the customer 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
@@ -29,6 +30,8 @@ from mitra.errors import MitraError
 from mitra.settings import ChatbotSettings
 
 log = logging.getLogger("mitra.actors.assistant")
+
+RULES_SECONDS = 30.0
 
 Send = Callable[[uuid.UUID, uuid.UUID, SendMessage], Awaitable[StoredMessage]]
 Frames = Callable[[uuid.UUID, Collection[uuid.UUID], dict[str, Any]], Awaitable[None]]
@@ -119,6 +122,8 @@ class AssistantActor(BridgedActor):
         self.tenant_id = activation.key
         self._parts = parts
         self._announcer = ModeAnnouncer(parts.send, parts.frames)
+        self._rules = parts.rules
+        self._rules_read_at: float | None = None
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, CustomerMessage):
@@ -165,7 +170,7 @@ class AssistantActor(BridgedActor):
 
     def _answer(self, context: ConversationContext, body: str) -> Answer:  # noqa: PLR0911
         parts = self._parts
-        match = intents.classify(body, parts.rules)
+        match = intents.classify(body, self._tenant_rules())
         language = match.language
         if match.intent in replies.HANDOFF_INTENTS:
             return Answer(replies.text(language, "handoff"), "rule", match.intent, language,
@@ -205,6 +210,16 @@ class AssistantActor(BridgedActor):
                 text = replies.cut_at_sentence(reply, parts.settings.max_reply_chars)
                 return Answer(text, "llm", None, language)
         return Answer(replies.text(language, "fallback"), "fallback", None, language)
+
+    def _tenant_rules(self) -> intents.Rules:
+        """The built-in rules with the tenant's own phrases, read again now and then (an
+        admin's change reaches every instance within `RULES_SECONDS`)."""
+        now = time.monotonic()
+        if self._rules_read_at is None or now - self._rules_read_at > RULES_SECONDS:
+            own = self._io(self._parts.service.tenant_settings(self.tenant_id))
+            self._rules = self._parts.rules.extended(own.phrases)
+            self._rules_read_at = now
+        return self._rules
 
     def _reply(self, context: ConversationContext, message: StoredMessage, answer: Answer) -> None:
         try:

@@ -17,6 +17,8 @@ from handlers.schemas.assistant import (
     ArticleQuery,
     ArticleRequest,
     ArticleResponse,
+    AssistantSettingsRequest,
+    AssistantSettingsResponse,
     CallbackPatch,
     CallbackQuery,
     CallbackResponse,
@@ -29,6 +31,7 @@ from handlers.security import authenticate
 from handlers.validation import parse_body, parse_query
 from mitra.assistant import BOT
 from mitra.assistant.llm import OPENAI
+from mitra.errors import Forbidden
 from mitra.records import UNSET
 
 routes = web.RouteTableDef()
@@ -205,3 +208,35 @@ async def put_openai(request: web.Request) -> web.Response:
 async def get_openai(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     return ok(_openai_shape(await request.app[INTEGRATIONS].get(principal, OPENAI)))
+
+
+@routes.get("/api/v1/assistant/settings")
+@operation("The agency's assistant: its default mode and own phrases", tags=TAGS,
+           response=AssistantSettingsResponse, errors=(403,))  # fmt: skip
+async def get_settings(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    if not principal.role.is_staff:
+        raise Forbidden("only the agency's staff see the assistant's settings")
+    shown = await request.app[ASSISTANT].tenant_settings(principal.tenant_id)
+    return ok(AssistantSettingsResponse.model_validate(asdict(shown)))
+
+
+@routes.put("/api/v1/assistant/settings")
+@operation(
+    "Set the agency's assistant: default mode and own phrases",
+    description="Tenant admins. Phrases are added to the built-in rules per language and "
+    "intent; the assistant uses them within half a minute on every instance.",
+    tags=TAGS,
+    body=AssistantSettingsRequest,
+    response=AssistantSettingsResponse,
+    errors=(403,),
+)
+async def put_settings(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    body = await parse_body(request, AssistantSettingsRequest)
+    phrases: dict[str, dict[str, list[str]]] = {
+        str(lang): {str(intent): list(p) for intent, p in by.items()}
+        for lang, by in body.phrases.items()
+    }
+    shown = await request.app[ASSISTANT].put_settings(principal, body.default_mode, phrases)
+    return ok(AssistantSettingsResponse.model_validate(asdict(shown)), message="saved")

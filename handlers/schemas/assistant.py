@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -95,3 +95,22 @@ class OpenAIIntegrationResponse(ResponseModel):
     model: str | None
     api_key: str = Field(description="masked: the last 4 characters at most")
     updated_at: Any
+
+
+Phrase = Annotated[str, Field(min_length=2, max_length=100)]
+
+
+class AssistantSettingsRequest(RequestModel):
+    default_mode: Literal["bot", "agent"] | None = Field(
+        None, description="the mode new customer conversations start in; null: the deployment's"
+    )
+    phrases: dict[Language, dict[Intent, Annotated[list[Phrase], Field(max_length=50)]]] = Field(
+        default_factory=dict,
+        description="the agency's own phrases per language and intent, added to the built-in",
+    )
+
+
+class AssistantSettingsResponse(ResponseModel):
+    default_mode: Literal["bot", "agent"]
+    own_default: bool
+    phrases: dict[str, dict[str, list[str]]]

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra.analytics import BOT_ESCALATED, BOT_REPLIED, AnalyticsFact, emit_analytics
 from mitra.assistant.replies import OwnPolicy
@@ -16,6 +17,7 @@ from mitra.auth.principal import Principal
 from mitra.db import Database, Scope, utcnow
 from mitra.errors import Forbidden, InvalidInput, NotFound
 from mitra.models import (
+    AssistantSettings,
     CallbackRequest,
     Conversation,
     ConversationMember,
@@ -68,6 +70,13 @@ class ConversationContext:
         agent's last message)."""
         times = [t for t in (self.mode_changed_at, self.last_agent_at) if t is not None]
         return max(times) if times else None
+
+
+@dataclass(frozen=True)
+class TenantAssistant:
+    default_mode: str
+    phrases: dict[str, dict[str, list[str]]]
+    own_default: bool
 
 
 @dataclass(frozen=True)
@@ -130,10 +139,44 @@ class AssistantService:
                 agent_id=customer.agent_id,
                 agent_name=f"{agent.first_name} {agent.last_name}".strip() if agent else "",
                 member_ids=members,
-                mode=conversation.mode or self._default_mode,
+                mode=conversation.mode or await self._tenant_default(session),
                 mode_changed_at=conversation.mode_changed_at,
                 last_agent_at=last_agent_at,
             )
+
+    async def _tenant_default(self, session: AsyncSession) -> str:
+        mode = await session.scalar(select(AssistantSettings.default_mode))
+        return mode or self._default_mode
+
+    async def tenant_settings(self, tenant_id: uuid.UUID) -> TenantAssistant:
+        """The tenant's default mode (its own, else the setting) and its own phrases."""
+        async with self._db.session(Scope.tenant(tenant_id)) as session:
+            row = await session.scalar(select(AssistantSettings))
+        if row is None:
+            return TenantAssistant(self._default_mode, {}, own_default=False)
+        return TenantAssistant(
+            row.default_mode or self._default_mode, row.phrases or {},
+            own_default=row.default_mode is not None,
+        )  # fmt: skip
+
+    async def put_settings(
+        self,
+        principal: Principal,
+        default_mode: str | None,
+        phrases: dict[str, dict[str, list[str]]],
+    ) -> TenantAssistant:
+        """Tenant admins: the agency's default mode (None: the deployment's) and phrases."""
+        if not principal.role.is_admin:
+            raise Forbidden("only the agency's admins change the assistant")
+        async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
+            row = await session.scalar(select(AssistantSettings))
+            if row is None:
+                row = AssistantSettings(tenant_id=principal.tenant_id)
+                session.add(row)
+            row.default_mode = default_mode
+            row.phrases = phrases
+            row.updated_by = principal.user_id
+        return await self.tenant_settings(principal.tenant_id)
 
     async def own_policies(self, tenant_id: uuid.UUID, customer_id: uuid.UUID) -> list[OwnPolicy]:
         """The policies of this customer only: the one the conversation belongs to."""
@@ -158,8 +201,8 @@ class AssistantService:
     async def set_mode(self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, mode: str) -> bool:
         """Switch the conversation to `mode`; False when it was in that mode already (so two
         instances, or a redelivered event, announce a switch once)."""
-        current = func.coalesce(Conversation.mode, self._default_mode)
         async with self._db.transaction(Scope.tenant(tenant_id)) as session:
+            current = func.coalesce(Conversation.mode, await self._tenant_default(session))
             result = await session.execute(
                 update(Conversation)
                 .where(Conversation.id == conversation_id, current != mode)
@@ -194,8 +237,8 @@ class AssistantService:
     ) -> tuple[uuid.UUID, bool]:
         """Store a callback request and switch to agent mode, in one transaction; the analytics
         event goes with it. Returns the request's id and whether the mode changed."""
-        current = func.coalesce(Conversation.mode, self._default_mode)
         async with self._db.unit_of_work(Scope.tenant(context.tenant_id)) as uow:
+            current = func.coalesce(Conversation.mode, await self._tenant_default(uow.session))
             changed = await uow.session.execute(
                 update(Conversation)
                 .where(Conversation.id == context.conversation_id, current != AGENT)

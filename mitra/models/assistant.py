@@ -68,3 +68,17 @@ class AssistantUsage(TenantOwned, Base):
 
     day: Mapped[date] = mapped_column(Date)
     tokens: Mapped[int] = mapped_column(default=0)
+
+
+class AssistantSettings(TenantOwned, Base):
+    """What a tenant changed of the assistant: the mode its customer conversations start in,
+    and its own phrases per language and intent, laid over the built-in rules."""
+
+    __tablename__ = "assistant_settings"
+    __table_args__ = (UniqueConstraint("tenant_id", name="uq_assistant_settings_tenant"),)
+
+    default_mode: Mapped[str | None] = mapped_column(String(8))
+    phrases: Mapped[dict[str, dict[str, list[str]]]] = mapped_column(JSON, default=dict)
+    updated_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL")
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from handlers.keys import DATABASE
+from handlers.keys import ASSISTANT_INBOUND, DATABASE
 from mitra.db import Scope, utcnow
 from mitra.models import Conversation, Message
 from mitra.settings import Settings
@@ -223,3 +223,36 @@ async def test_replies_and_hand_offs_reach_the_agents_dashboard(api: Api) -> Non
                 await asyncio.sleep(0.05)
         assert totals["bot_replies"]["count"] == 3  # the hand-off's "your agent will reply" too
         assert totals["bot_escalations"]["count"] == 1
+
+
+async def test_a_tenant_adds_its_own_phrases_and_starts_conversations_with_the_agent(
+    api: Api,
+) -> None:
+    async with asker(api) as chat:
+        url = "/api/v1/assistant/settings"
+        own = {"phrases": {"hi-Latn": {"premium_due": ["paisa kab bharna"]}}}
+        status, _ = await api.call("PUT", url, json=own, token=chat.agent.access_token)
+        assert status == 403
+        bad = {"phrases": {"fr": {"premium_due": ["quand"]}}}
+        status, refused = await api.call("PUT", url, json=bad, token=chat.admin.access_token)
+        assert status == 422
+        assert refused["errors"][0]["field"].startswith("phrases")
+        _, saved = await api.call("PUT", url, json=own, token=chat.admin.access_token, expect=200)
+        assert saved["data"]["default_mode"] == "bot"
+        assert saved["data"]["own_default"] is False
+        # The actor read the tenant's rules before the change: a new one reads them afresh.
+        api.app[ASSISTANT_INBOUND].actors.passivate((await principal_of(api, chat.admin)).tenant_id)
+        reply = await chat.ask("agla paisa kab bharna hai")
+        assert _bot(reply)["intent"] == "premium_due"
+
+        await api.call("PUT", url, json={"default_mode": "agent"}, token=chat.admin.access_token,
+                       expect=200)  # fmt: skip
+        _, shown = await api.call("GET", url, token=chat.agent.access_token, expect=200)
+        assert shown["data"]["default_mode"] == "agent"
+        # A conversation that never switched follows the agency's default: silent now.
+        ack = await chat.socket.say(chat.conversation_id, "q-quiet", "when is my premium due?")
+        with pytest.raises(TimeoutError):
+            await chat.reply_to(ack, within=1.0)
+    async with asker(api) as other:
+        ack = await other.socket.say(other.conversation_id, "q-1", "when is my premium due?")
+        await other.reply_to(ack)  # another agency: still the deployment's "bot"

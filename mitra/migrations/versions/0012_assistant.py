@@ -126,8 +126,31 @@ def upgrade() -> None:
             batch_op.f("ix_assistant_usage_tenant_id"), ["tenant_id"], unique=False
         )
 
+    op.create_table(
+        "assistant_settings",
+        sa.Column("default_mode", sa.String(length=8), nullable=True),
+        sa.Column("phrases", sa.JSON(), nullable=False),
+        sa.Column("updated_by", sa.Uuid(), nullable=True),
+        *_audit(),
+        sa.ForeignKeyConstraint(
+            ["updated_by"], ["users.id"], name=op.f("fk_assistant_settings_updated_by_users"),
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["tenant_id"], ["tenants.id"], name=op.f("fk_assistant_settings_tenant_id_tenants"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_assistant_settings")),
+        sa.UniqueConstraint("tenant_id", name="uq_assistant_settings_tenant"),
+    )  # fmt: skip
+    with op.batch_alter_table("assistant_settings", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_assistant_settings_tenant_id"), ["tenant_id"], unique=False
+        )
+
 
 def downgrade() -> None:
+    op.drop_table("assistant_settings")
     op.drop_table("assistant_usage")
     op.drop_table("callback_requests")
     if op.get_bind().dialect.name == "postgresql":
