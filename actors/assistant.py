@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Callable, Collection, Coroutine
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from actors.conversation import AUTO_CHANNEL, SendMessage
 from actors.pool import Activation
@@ -33,8 +33,10 @@ log = logging.getLogger("mitra.actors.assistant")
 
 RULES_SECONDS = 30.0
 
-Send = Callable[[uuid.UUID, uuid.UUID, SendMessage], Awaitable[StoredMessage]]
-Frames = Callable[[uuid.UUID, Collection[uuid.UUID], dict[str, Any]], Awaitable[None]]
+Send = Callable[[uuid.UUID, uuid.UUID, SendMessage], Coroutine[Any, Any, StoredMessage]]
+Frames = Callable[[uuid.UUID, Collection[uuid.UUID], dict[str, Any]], Coroutine[Any, Any, None]]
+T = TypeVar("T")
+NO_CUSTOMER = "no_customer"
 
 
 @dataclass(frozen=True)
@@ -130,17 +132,15 @@ class AssistantActor(BridgedActor):
             return self._handle(message.message)
         raise TypeError(f"assistant actor got {type(message).__name__}")
 
-    def _io(self, coro: Awaitable[Any], timeout: float | None = None) -> Any:
-        return self.run_on_loop(coro, timeout or self._parts.io_timeout)  # type: ignore[arg-type]
+    def _io(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return self.run_on_loop(coro, timeout or self._parts.io_timeout)
 
     def _handle(self, message: StoredMessage) -> str | None:  # noqa: PLR0911 - one per outcome
-        """What was done (for tests and logs): None, "agent", "bot", a source, "handoff"."""
+        """What was done: None, NO_CUSTOMER, "agent", a source, "handoff"."""
         parts = self._parts
-        context: ConversationContext | None = self._io(
-            parts.service.context(self.tenant_id, message.conversation_id)
-        )
+        context = self._io(parts.service.context(self.tenant_id, message.conversation_id))
         if context is None:
-            return None
+            return NO_CUSTOMER
         if not context.is_customer(message.sender_type, message.sender_id):
             # The first message of a person of the agency takes over from the assistant.
             staff = message.sender_type == "user" and message.sender_id in context.staff_ids
@@ -193,14 +193,14 @@ class AssistantActor(BridgedActor):
         if articles and strong_match(body, articles[0], parts.settings.kb_strong_match):
             return Answer(articles[0].answer, "kb", articles[0].intent, language)
         if parts.llm is not None:
-            own = self._io(parts.service.own_policies(self.tenant_id, context.customer_id))
+            mine = self._io(parts.service.own_policies(self.tenant_id, context.customer_id))
             question = LlmQuestion(
                 tenant_id=self.tenant_id,
                 text=body,
                 language=language,
                 context=[(a.question, a.answer) for a in articles],
                 own=context,
-                own_policies=tuple(p.number for p in own),
+                own_policies=tuple(p.number for p in mine),
             )
             reply = self._io(parts.llm.reply(question), parts.llm.total_timeout)
             if reply == HANDOFF:

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections import OrderedDict
 from functools import partial
 from typing import Any
 
 import pykka
 
-from actors.assistant import AssistantActor, AssistantParts, CustomerMessage
+from actors.assistant import NO_CUSTOMER, AssistantActor, AssistantParts, CustomerMessage
 from actors.pool import Activation, ActorPool
 from actors.system import ActorSystem
 from mitra.chat import StoredMessage
@@ -28,6 +29,7 @@ from streams.topics import CHAT_EVENTS
 log = logging.getLogger("mitra.assistant.inbound")
 
 GROUP = "assistant"
+STAFF_CHATS_KEPT = 50_000
 ANSWERED_BY = frozenset({"user", "customer"})
 """Messages the assistant reads: people's. Its own ("bot") and mode notices ("system") not."""
 
@@ -40,6 +42,9 @@ class AssistantInbound:
             "assistant", partial(_start, parts), idle_timeout_seconds=600.0, max_live=10_000
         )
         self._subscription: Subscription | None = None
+        # Staff chats have no customer and never will: after the first look, their messages
+        # cost this set lookup, not a thread hop and a read.
+        self._staff_chats: OrderedDict[uuid.UUID, None] = OrderedDict()
         # An LLM answer may take every attempt and the backoff between them.
         self._timeout = (parts.llm.total_timeout if parts.llm else 0) + 4 * parts.io_timeout
 
@@ -63,8 +68,16 @@ class AssistantInbound:
         if event.payload.get("sender_type") not in ANSWERED_BY:
             return
         message = StoredMessage.from_payload(event.payload)
+        if message.conversation_id in self._staff_chats:
+            return
         tenant_id = uuid.UUID(event.tenant_id)
-        await self.actors.ask(tenant_id, CustomerMessage(tenant_id, message), timeout=self._timeout)
+        done = await self.actors.ask(
+            tenant_id, CustomerMessage(tenant_id, message), timeout=self._timeout
+        )
+        if done == NO_CUSTOMER:
+            self._staff_chats[message.conversation_id] = None
+            while len(self._staff_chats) > STAFF_CHATS_KEPT:
+                self._staff_chats.popitem(last=False)
 
 
 def _start(parts: AssistantParts, activation: Activation[uuid.UUID]) -> pykka.ActorRef[Any]:

@@ -3,6 +3,7 @@ tenant's own OpenAI key (sealed like every provider's credentials, never answere
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict
 from typing import Any
 
@@ -61,7 +62,8 @@ async def handback(request: web.Request) -> web.Response:
             conversation_id,
             members,
             mode=BOT,
-            cause=f"handback-{principal.user_id}-{changed}",
+            # Unique per hand-back: a later one must not be taken for a retry of this one.
+            cause=f"handback-{uuid.uuid4().hex}",
         )
     shown = ModeResponse(conversation_id=conversation_id, mode=BOT, changed=changed)
     return ok(shown, message="handed back" if changed else "the assistant was answering already")

@@ -180,7 +180,7 @@ class KnowledgeBase:
     ) -> list[Article]:
         _require_staff(principal)
         if q:
-            return await self.search(principal.tenant_id, q, limit=limit)
+            return await self.search(principal.tenant_id, q)
         async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
             rows = await session.scalars(
                 select(KbArticle).order_by(KbArticle.created_at, KbArticle.id).limit(limit)

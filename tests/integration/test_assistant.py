@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from handlers.keys import ASSISTANT_INBOUND, DATABASE
 from mitra.db import Scope, utcnow
-from mitra.models import Conversation, Message
+from mitra.models import Conversation, Message, Role
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.api import Api
@@ -256,3 +256,27 @@ async def test_a_tenant_adds_its_own_phrases_and_starts_conversations_with_the_a
     async with asker(api) as other:
         ack = await other.socket.say(other.conversation_id, "q-1", "when is my premium due?")
         await other.reply_to(ack)  # another agency: still the deployment's "bot"
+
+
+async def test_another_agencys_staff_and_other_agents_get_404(api: Api) -> None:
+    async with asker(api) as chat:
+        await chat.ask("talk to my agent")
+        _, listed = await api.call("GET", CALLBACKS, token=chat.agent.access_token, expect=200)
+        callback_url = f"{CALLBACKS}/{listed['data'][0]['id']}"
+        handback = f"/api/v1/conversations/{chat.conversation_id}/handback"
+        stranger = await api.tenant()
+        colleague = await api.user(chat.admin, Role.SENIOR_AGENT)
+        for account in (stranger, colleague):
+            status, _ = await api.call("POST", handback, token=account.access_token)
+            assert status == 404
+            status, _ = await api.call(
+                "PATCH", callback_url, json={"status": "done"}, token=account.access_token
+            )
+            assert status == 404
+            _, theirs = await api.call("GET", CALLBACKS, token=account.access_token, expect=200)
+            assert theirs["data"] == []
+        status, refused = await api.call(
+            "PATCH", callback_url, json={"status": "closed"}, token=chat.agent.access_token
+        )
+        assert status == 422
+        assert refused["errors"][0]["field"] == "status"
