@@ -220,7 +220,8 @@ class KnowledgeBase:
         language: str | None = None,
         limit: int = TOP,
     ) -> list[Article]:
-        """The best-ranked articles for `text` (the tenant's own only), best first."""
+        """The best-ranked articles for `text` (the tenant's own only), best first; those in
+        `language`, when given, ahead of the others (ranks stay in order within each)."""
         words = terms(text)
         if not words:
             return []
@@ -233,7 +234,8 @@ class KnowledgeBase:
                     row.id: row
                     for row in await session.scalars(select(KbArticle).where(KbArticle.id.in_(ids)))
                 }
-                return [_article(rows[i]) for i in ids if i in rows]
+                found = [_article(rows[i]) for i in ids if i in rows]
+                return _preferring(found, language)
             query = func.to_tsquery("simple", " | ".join(_tsquery_word(w) for w in words))
             ranked = await session.scalars(
                 select(KbArticle)
@@ -241,7 +243,7 @@ class KnowledgeBase:
                 .order_by(func.ts_rank(_TSVECTOR, query).desc(), KbArticle.id)
                 .limit(limit)
             )
-            return [_article(row) for row in ranked]
+            return _preferring([_article(row) for row in ranked], language)
 
     async def _sqlite_ranked(
         self, session: AsyncSession, tenant_id: uuid.UUID, words: Sequence[str], limit: int
@@ -271,6 +273,12 @@ class KnowledgeBase:
                 tags=row.tags_text or "",
             )
         )
+
+
+def _preferring(articles: list[Article], language: str | None) -> list[Article]:
+    if language is None:
+        return articles
+    return sorted(articles, key=lambda article: article.language != language)
 
 
 def _tsquery_word(word: str) -> str:
