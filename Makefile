@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run install console test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest clean
+.PHONY: run install console test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest bench-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ pytest: install
 
 test: lint typecheck pytest
 
-bench: bench-actors bench-streams bench-chat bench-rest
+bench: bench-actors bench-streams bench-chat bench-rest bench-memory
 
 bench-actors: install
 	$(BIN)/python -m bench.actors_bench
@@ -70,6 +70,12 @@ bench-chat: install
 bench-rest: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.rest_bench $(BENCH_REST_ARGS)
+
+# Memory that must come back: a 5-minute typing flood beside the bare server, then waves of
+# sockets that connect, authenticate and drop (about 12 minutes). Flags go in BENCH_MEMORY_ARGS,
+# e.g. "--seconds 60 --waves 4".
+bench-memory: install
+	$(BIN)/python -m bench.memory_bench $(BENCH_MEMORY_ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache console/node_modules mitra/console/dist

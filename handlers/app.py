@@ -17,12 +17,15 @@ from aiohttp import web
 from aioprometheus.collectors import Registry
 
 from actors import ActorSystem, RestartStrategy
+from actors.assistant import AssistantParts, ModeAnnouncer
+from actors.assistant_inbound import AssistantInbound
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
 from actors.whatsapp_inbound import WhatsAppInboundConsumer
 from actors.whatsapp_sender import WhatsAppSender
 from handlers import (
     analytics,
+    assistant,
     asyncapi,
     auth,
     chat_ws,
@@ -43,6 +46,11 @@ from handlers.keys import (
     ACTORS,
     ANALYTICS,
     ANALYTICS_CONSUMER,
+    ASSISTANT,
+    ASSISTANT_ANNOUNCER,
+    ASSISTANT_INBOUND,
+    ASSISTANT_LLM,
+    ASSISTANT_METRICS,
     AUTH,
     CHAT,
     CHAT_FANOUT,
@@ -54,6 +62,7 @@ from handlers.keys import (
     DATABASE,
     HTTP_METRICS,
     INTEGRATIONS,
+    KNOWLEDGE_BASE,
     MESSAGE_WRITER,
     METRICS,
     METRICS_COLLECTORS,
@@ -81,6 +90,14 @@ from handlers.webhooks import whatsapp as whatsapp_webhooks
 from mitra import migrate
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
+from mitra.assistant import (
+    AssistantMetrics,
+    AssistantService,
+    KnowledgeBase,
+    LlmFallback,
+    TokenBudget,
+)
+from mitra.assistant.llm import tenant_keys
 from mitra.auth import (
     AuthService,
     Lockout,
@@ -159,6 +176,7 @@ def create_app(
     app.cleanup_ctx.append(_actors)
     app.cleanup_ctx.append(_chat)
     app.cleanup_ctx.append(_whatsapp)
+    app.cleanup_ctx.append(_assistant)
     app.on_shutdown.append(_close_sockets)
     for module in (
         health,
@@ -172,6 +190,7 @@ def create_app(
         integrations,
         whatsapp_webhooks,
         whatsapp,
+        assistant,
         asyncapi,
         docs,
         console,
@@ -440,6 +459,48 @@ async def _whatsapp(app: web.Application) -> AsyncIterator[None]:
     await sender.stop()
     await inbound.stop()
     await session.close()
+
+
+async def _assistant(app: web.Application) -> AsyncIterator[None]:
+    """The assistant: its services for the API, and (when enabled) this instance's member of
+    the `assistant` group with the actors that answer customers."""
+    settings = app[SETTINGS].chatbot
+    database = app[DATABASE]
+    service = AssistantService(database, settings.default_mode)
+    knowledge = KnowledgeBase(database)
+    metrics = AssistantMetrics(app[METRICS])
+    llm = LlmFallback(
+        settings,
+        TokenBudget(database, settings.daily_token_budget),
+        metrics,
+        tenant_keys(app[INTEGRATIONS], settings.model),
+    )
+    router = app[CHAT_ROUTER]
+    frames = app[USER_FRAMES].send
+    app[ASSISTANT] = service
+    app[KNOWLEDGE_BASE] = knowledge
+    app[ASSISTANT_METRICS] = metrics
+    app[ASSISTANT_LLM] = llm
+    app[ASSISTANT_ANNOUNCER] = ModeAnnouncer(router.send, frames)
+    inbound = None
+    if settings.enabled:
+        parts = AssistantParts(
+            service=service,
+            settings=settings,
+            send=router.send,
+            metrics=metrics,
+            knowledge=knowledge,
+            llm=llm,
+            frames=frames,
+            io_timeout=app[SETTINGS].actors.ask_timeout_seconds * 2,
+        )
+        inbound = AssistantInbound(app[STREAMS], app[ACTORS], parts)
+        await inbound.start()
+        app[ASSISTANT_INBOUND] = inbound
+    yield
+    if inbound is not None:
+        await inbound.stop()
+    await llm.close()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -8,6 +8,8 @@ from aiohttp import web
 from aioprometheus.collectors import Registry
 
 from actors import ActorSystem
+from actors.assistant import ModeAnnouncer
+from actors.assistant_inbound import AssistantInbound
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
 from handlers.chat_hub import SocketHub
@@ -15,6 +17,7 @@ from handlers.metrics_access import MetricsGuard
 from handlers.user_frames import UserFrames
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
+from mitra.assistant import AssistantMetrics, AssistantService, KnowledgeBase, LlmFallback
 from mitra.auth import AuthService, Notifier, PasswordHasher
 from mitra.chat import ChatLimits, ConversationService, MessageWriter
 from mitra.console import ConsoleBuild
@@ -73,5 +76,12 @@ WHATSAPP_METRICS = web.AppKey("whatsapp_metrics", WhatsAppMetrics)
 WHATSAPP_LEDGER = web.AppKey("whatsapp_ledger", SendLedger)
 WHATSAPP_GRAPH = web.AppKey("whatsapp_graph", GraphClient)
 WHATSAPP_TEMPLATES = web.AppKey("whatsapp_templates", TemplateBook)
+# The assistant (issue 12).
+ASSISTANT = web.AppKey("assistant", AssistantService)
+KNOWLEDGE_BASE = web.AppKey("knowledge_base", KnowledgeBase)
+ASSISTANT_METRICS = web.AppKey("assistant_metrics", AssistantMetrics)
+ASSISTANT_LLM = web.AppKey("assistant_llm", LlmFallback)
+ASSISTANT_ANNOUNCER = web.AppKey("assistant_announcer", ModeAnnouncer)
+ASSISTANT_INBOUND = web.AppKey("assistant_inbound", AssistantInbound)
 # The agent console (issue 14): the built page and assets, None when it was not built.
 CONSOLE_BUILD = web.AppKey[ConsoleBuild | None]("console_build")

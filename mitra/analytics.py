@@ -45,6 +45,8 @@ PAYMENT_FAILED = "payment.failed"
 IMPORT_FINISHED = "import.finished"
 POLICY_CREATED = "policy.created"
 POLICY_STATUS_CHANGED = "policy.status_changed"
+BOT_REPLIED = "bot.replied"  # the assistant answered a customer (issue 12)
+BOT_ESCALATED = "bot.escalated"  # the assistant handed a customer to their agent
 
 # The figures the dashboard shows; `amount` is meaningful for the payment ones only.
 MESSAGES = "messages"  # dimension: "<channel>/<direction>"
@@ -56,6 +58,8 @@ IMPORTS_FINISHED = "imports_finished"
 IMPORT_ROWS = "import_rows"  # dimension: "imported" or "failed"
 POLICIES_CREATED = "policies_created"
 POLICIES_LAPSED = "policies_lapsed"
+BOT_REPLIES = "bot_replies"  # dimension: source (rule, kb, llm, fallback)
+BOT_ESCALATIONS = "bot_escalations"  # dimension: reason
 METRICS = (
     MESSAGES,
     MESSAGES_FAILED,
@@ -66,6 +70,8 @@ METRICS = (
     IMPORT_ROWS,
     POLICIES_CREATED,
     POLICIES_LAPSED,
+    BOT_REPLIES,
+    BOT_ESCALATIONS,
 )
 AMOUNT_METRICS = frozenset({PAYMENTS_CAPTURED, PAYMENTS_FAILED})
 
@@ -94,6 +100,8 @@ class AnalyticsFact(BaseModel):
     failed_rows: int | None = Field(None, ge=0)
     to_status: str | None = Field(None, max_length=30)
     error_code: int | None = None
+    source: str | None = Field(None, min_length=1, max_length=30)
+    reason: str | None = Field(None, min_length=1, max_length=30)
 
 
 def emit_analytics(
@@ -169,6 +177,15 @@ def _policy_status(fact: AnalyticsFact) -> list[Increment]:
     return [Increment(POLICIES_LAPSED)] if fact.to_status == "lapsed" else []
 
 
+def _bot_replied(fact: AnalyticsFact) -> list[Increment]:
+    _need(BOT_REPLIED, "source", fact.source)
+    return [Increment(BOT_REPLIES, fact.source or "")]
+
+
+def _bot_escalated(fact: AnalyticsFact) -> list[Increment]:
+    return [Increment(BOT_ESCALATIONS, fact.reason or "")]
+
+
 _RULES: dict[str, Callable[[AnalyticsFact], list[Increment]]] = {
     MESSAGE_SENT: _message,
     MESSAGE_FAILED: _message_failed,
@@ -178,6 +195,8 @@ _RULES: dict[str, Callable[[AnalyticsFact], list[Increment]]] = {
     IMPORT_FINISHED: _import,
     POLICY_CREATED: _policy_created,
     POLICY_STATUS_CHANGED: _policy_status,
+    BOT_REPLIED: _bot_replied,
+    BOT_ESCALATED: _bot_escalated,
 }
 
 

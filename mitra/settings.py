@@ -273,6 +273,25 @@ class NotifierSettings(_Section):
     backoff_seconds: float = Field(1.0, gt=0)
 
 
+class ChatbotSettings(_Section):
+    """The in-conversation assistant (issue 12)."""
+
+    enabled: bool = True
+    default_mode: Literal["bot", "agent"] = "bot"
+    agent_idle_minutes: float = Field(30.0, gt=0)
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_api_key: str = Field("", repr=False)
+    model: str = "gpt-4o-mini"
+    timeout_seconds: float = Field(8.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=5)
+    breaker_failures: int = Field(3, ge=1)
+    breaker_window_seconds: float = Field(60.0, gt=0)
+    breaker_cooldown_seconds: float = Field(120.0, gt=0)
+    daily_token_budget: int = Field(200_000, ge=0)
+    max_reply_chars: int = Field(600, ge=40, le=4000)
+    kb_strong_match: float = Field(0.6, gt=0, le=1)
+
+
 class DemoSettings(_Section):
     """The demo book (issue 14): customers, policies and a conversation for the console."""
 
@@ -296,6 +315,7 @@ class Settings(BaseModel):
     integrations: IntegrationsSettings = Field(default_factory=IntegrationsSettings)
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    chatbot: ChatbotSettings = Field(default_factory=ChatbotSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
 
     @property

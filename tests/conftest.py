@@ -89,7 +89,13 @@ def make_settings(database_url: str) -> SettingsFactory:
 
     def build(**sections: dict[str, Any]) -> Settings:
         environ = {"MITRA_DATABASE_URL": database_url}
-        merged: dict[str, dict[str, Any]] = {"auth": dict(FAST_AUTH), "server": {}}
+        # The assistant answers customers in its own tests only: elsewhere its replies would be
+        # messages (and WhatsApp sends) the other tests do not expect.
+        merged: dict[str, dict[str, Any]] = {
+            "auth": dict(FAST_AUTH),
+            "server": {},
+            "chatbot": {"enabled": False},
+        }
         for section, values in sections.items():
             merged.setdefault(section, {}).update(values)
         for section, values in merged.items():

@@ -105,6 +105,25 @@ class StatusFrame(_ServerFrame):
     error: dict[str, Any] | None = Field(description="{code, title} from Meta when failed")
 
 
+class ModeFrame(_ServerFrame):
+    """Who answers the customer now: the assistant ("bot") or a person ("agent"). To every
+    member's sockets; the conversation's log has a system message too."""
+
+    type: Literal["mode"]
+    conversation_id: uuid.UUID
+    mode: Literal["bot", "agent"]
+
+
+class EscalationFrame(_ServerFrame):
+    """The assistant handed a customer over: to the agent's (and staff members') sockets; the
+    callback request is in `GET /api/v1/callbacks`."""
+
+    type: Literal["escalation"]
+    conversation_id: uuid.UUID
+    reason: Literal["asked_for_agent", "low_confidence"]
+    callback_id: uuid.UUID
+
+
 SERVER_FRAMES: dict[str, type[_ServerFrame]] = {
     model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
     for model in (
@@ -118,5 +137,7 @@ SERVER_FRAMES: dict[str, type[_ServerFrame]] = {
         ReadRelayFrame,
         PresenceFrame,
         StatusFrame,
+        ModeFrame,
+        EscalationFrame,
     )
 }

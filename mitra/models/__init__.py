@@ -10,6 +10,7 @@ from mitra.models.accounts import (
     User,
 )
 from mitra.models.analytics import NO_AGENT, AnalyticsDaily
+from mitra.models.assistant import AssistantSettings, AssistantUsage, CallbackRequest, KbArticle
 from mitra.models.chat import Conversation, ConversationMember, Message
 from mitra.models.integrations import TenantIntegration
 from mitra.models.outbox import OutboxEvent, ProcessedEvent
@@ -25,10 +26,14 @@ from mitra.models.whatsapp import WhatsAppSend, WhatsAppTemplate
 __all__ = [
     "NO_AGENT",
     "AnalyticsDaily",
+    "AssistantSettings",
+    "AssistantUsage",
     "AuthSession",
+    "CallbackRequest",
     "Conversation",
     "ConversationMember",
     "Customer",
+    "KbArticle",
     "Message",
     "OtpChallenge",
     "OutboxEvent",

@@ -28,6 +28,10 @@ class Conversation(TenantOwned, Base):
         ForeignKey("users.id", ondelete="SET NULL")
     )
     title: Mapped[str | None] = mapped_column(String(200))
+    # Who answers the customer: "bot" (the assistant) or "agent"; NULL is the default mode
+    # (`chatbot.default_mode`), so conversations from before the assistant need no backfill.
+    mode: Mapped[str | None] = mapped_column(String(8))
+    mode_changed_at: Mapped[datetime | None]
 
 
 class ConversationMember(TenantOwned, Base):

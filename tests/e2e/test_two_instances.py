@@ -43,6 +43,9 @@ def service_env(postgres_url: str, bootstrap: str) -> dict[str, str]:
         "MITRA_AUTH_ARGON2_MEMORY_KIB": "8",
         "MITRA_AUTH_ARGON2_PARALLELISM": "1",
         "MITRA_CHAT_RATE_LIMIT_MESSAGES": "1000",
+        # These tests count a customer's conversation's messages and WhatsApp sends exactly;
+        # the assistant's replies are tested on their own (tests/integration/test_assistant*).
+        "MITRA_CHATBOT_ENABLED": "false",
         # Long enough that only the pushed revocation can explain a prompt 401 elsewhere.
         "MITRA_AUTH_SESSION_CACHE_SECONDS": "120",
     }

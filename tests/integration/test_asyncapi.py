@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def settings(make_settings: SettingsFactory, graph: tuple[FakeGraph, str]) -> Settings:
-    return make_settings(whatsapp={"graph_base_url": graph[1]})
+    # The assistant is on: its mode and escalation frames are in the contract too.
+    return make_settings(whatsapp={"graph_base_url": graph[1]}, chatbot={"enabled": True})
 
 
 def resolve(document: dict[str, Any], ref: str) -> Any:
@@ -117,6 +118,11 @@ async def test_every_frame_a_session_receives_is_what_the_document_says(api: Api
     inbound = raw(webhook_body([text("wamid.C1", "919876543210", "hi")]))
     assert (await post_webhook(api, wa.webhook, inbound))[0] == 200
     await agent.expect("message", within=15)
+    # The assistant hands the customer over: an escalation and a mode change.
+    handoff = raw(webhook_body([text("wamid.C2", "919876543210", "talk to my agent")]))
+    assert (await post_webhook(api, wa.webhook, handoff))[0] == 200
+    await agent.expect("escalation", within=15)
+    await agent.expect("mode", within=15)
     await agent.say(conversation_id, "r1", "hello Ravi")
     await agent.expect("status", within=15)
 

@@ -112,6 +112,8 @@ async def test_events_fold_into_figures_once_even_when_delivered_again_or_replay
         a.IMPORT_ROWS: (10, None),
         a.POLICIES_CREATED: (1, None),
         a.POLICIES_LAPSED: (1, None),
+        a.BOT_REPLIES: (0, None),
+        a.BOT_ESCALATIONS: (0, None),
     }
     assert board.breakdown[a.MESSAGES]["whatsapp/outbound"].count == 2
     assert board.breakdown[a.IMPORT_ROWS]["failed"].count == 2
