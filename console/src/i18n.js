@@ -52,6 +52,8 @@ const STRINGS = {
     channel_whatsapp: "WhatsApp",
     mode_agent: "Agent",
     mode_assistant: "Assistant",
+    needsAgent: "Needs an agent",
+    handBack: "Hand back to the assistant",
     skip: "Skip to content",
   },
   hi: {
@@ -104,6 +106,8 @@ const STRINGS = {
     channel_whatsapp: "व्हाट्सऐप",
     mode_agent: "एजेंट",
     mode_assistant: "सहायक",
+    needsAgent: "एजेंट की ज़रूरत",
+    handBack: "सहायक को वापस सौंपें",
     skip: "सामग्री पर जाएँ",
   },
 };

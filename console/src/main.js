@@ -13,6 +13,7 @@ import "./views/inbox.js";
 import "./views/dashboard.js";
 import "./views/customer.js";
 import "./plugins/whatsapp.js";
+import "./plugins/assistant.js";
 import { SignIn } from "./views/signin.js";
 
 function useRoute() {

@@ -142,6 +142,13 @@ def test_inbox_search_and_a_policy_status_change(browser: Any, server: Server) -
     # A string predicate would need 'unsafe-eval', which the console's CSP refuses.
     expect(page.locator(".row")).to_have_count(1)
     _open(page, "Meera Nair")
+    # The assistant's mode, from its plugin: an agent's message takes the conversation over,
+    # and the hand-back button gives it back.
+    _send(page, "I will take this one")
+    header = page.locator(".conversation header")
+    header.locator("[data-mode=agent]").wait_for()
+    page.get_by_role("button", name="Hand back to the assistant").click()
+    header.locator("[data-mode=bot]").wait_for()
     policy = page.locator(".policies li", has=page.locator("[data-status=active]")).first
     number = policy.locator("strong").inner_text()
     policy.get_by_label(f"Change status to {number}").select_option("grace")
