@@ -47,12 +47,12 @@ function CustomerPanel({ customerId }) {
     <ul class="policies">
       ${policies.map((p) => html`<li key=${p.id} data-policy=${p.policy_number}>
         <strong>${p.policy_number}</strong> ${p.plan_name}
-        <span class="status status-${p.status}" data-status=${p.status}>${p.status}</span>
+        <span class="status status-${p.status}" data-status=${p.status}>${t(`status_${p.status}`)}</span>
         <div class="muted">${t("nextDue")}: ${p.next_due_date ?? "—"} · ${t("premium")}: ₹${p.premium_amount}</div>
         ${mayChange && p.allowed_transitions.length > 0 && html`<label>${t("changeStatus")}
           <select onChange=${(e) => e.target.value && change(p, e.target.value)} aria-label="${t("changeStatus")} ${p.policy_number}">
             <option value="">—</option>
-            ${p.allowed_transitions.map((s) => html`<option value=${s}>${s}</option>`)}
+            ${p.allowed_transitions.map((s) => html`<option value=${s}>${t(`status_${s}`)}</option>`)}
           </select></label>`}
       </li>`)}
     </ul>

@@ -37,7 +37,7 @@ function StatusBars({ counts }) {
   const max = Math.max(1, ...Object.values(counts));
   return html`<figure><figcaption>${t("countsByStatus")}</figcaption>
     <ul class="bars">${Object.entries(counts).map(([status, n]) => html`<li data-status=${status}>
-      <span class="label">${status}</span><span class="bar" style=${`width:${(100 * n) / max}%`}></span><span>${n}</span></li>`)}</ul></figure>`;
+      <span class="label">${t(`status_${status}`)}</span><span class="bar" style=${`width:${(100 * n) / max}%`}></span><span>${n}</span></li>`)}</ul></figure>`;
 }
 
 function Dashboard() {
@@ -52,7 +52,7 @@ function Dashboard() {
   if (!board) return html`<p aria-busy="true"></p>`;
   return html`<div class="dashboard">
     ${figures && html`<section><h2>${t("totals")}</h2><dl class="totals">
-      ${Object.entries(figures.totals).filter(([, f]) => f.count > 0).map(([name, f]) => html`<div><dt>${name}</dt><dd>${f.amount ?? f.count}</dd></div>`)}
+      ${Object.entries(figures.totals).filter(([, f]) => f.count > 0).map(([name, f]) => html`<div><dt>${t(`metric_${name}`)}</dt><dd>${f.amount ?? f.count}</dd></div>`)}
     </dl><${DailyChart} series=${figures.series} from=${figures.from} to=${figures.to} /></section>`}
     <section><${StatusBars} counts=${board.counts_by_status} /></section>
     <section aria-label=${t("dueSoon", { days: board.due_soon.days })}>
