@@ -260,3 +260,25 @@ def test_a_session_ended_elsewhere_returns_the_console_to_sign_in(
 def _seqs(page: Any) -> list[int]:
     return [int(s) for s in page.locator(".msg[data-seq]").evaluate_all(
         "items => items.map(i => i.dataset.seq)")]  # fmt: skip
+
+
+def test_the_inbox_works_from_the_keyboard(browser: Any, server: Server) -> None:
+    page = _page(browser, server)
+    _sign_in(page, *server.logins["senior_agent"])
+    rows = page.locator(".row")
+    expect(rows).to_have_count(3)
+    rows.first.focus()
+    page.keyboard.press("ArrowDown")
+    second = rows.nth(1)
+    expect(second).to_be_focused()
+    name = second.locator(".name").inner_text()
+    page.keyboard.press("Enter")
+    page.locator(".conversation h2", has_text=name).wait_for()
+    # In the composer Enter sends, and the message is stored once.
+    page.get_by_label("Message", exact=True).focus()
+    page.keyboard.type("typed without a mouse")
+    page.keyboard.press("Enter")
+    _stored(page, "typed without a mouse").wait_for()
+    assert _bodies(page).count("typed without a mouse") == 1
+    assert page.errors == [], page.errors
+    page.context.close()
