@@ -1,4 +1,13 @@
 # Mitra as an image: the application in its own virtual environment, run as an unprivileged user.
+# The agent console, built from its lock as `make install` builds it (into mitra/console/dist).
+FROM node:20-slim AS console
+WORKDIR /src/console
+COPY console/package.json console/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY console/build.mjs ./
+COPY console/src src
+RUN node build.mjs
+
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md ./
@@ -6,6 +15,7 @@ COPY mitra mitra
 COPY actors actors
 COPY handlers handlers
 COPY streams streams
+COPY --from=console /src/mitra/console/dist mitra/console/dist
 RUN python -m venv /opt/mitra && /opt/mitra/bin/pip install --no-cache-dir '.[postgres,kafka]'
 
 FROM python:3.11-slim

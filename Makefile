@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run install test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest bench-memory clean
+.PHONY: run install console test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest bench-memory clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,23 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-install: $(STAMP)
+# The agent console (console/): npm ci from the lock, then esbuild bundles it into
+# mitra/console/dist. Stamped by the sources' and the lock's checksum, so it reruns only when
+# they change.
+CONSOLE_SOURCES := $(sort $(shell find console/src -type f)) console/build.mjs console/package.json
+CONSOLE_STAMP := mitra/console/dist/.built-$(shell cat $(CONSOLE_SOURCES) console/package-lock.json | cksum | cut -d' ' -f1)
+
+console/node_modules/.installed: console/package-lock.json
+	cd console && npm ci --no-audit --no-fund --loglevel=error >&2
+	touch $@
+
+$(CONSOLE_STAMP): console/node_modules/.installed $(CONSOLE_SOURCES)
+	cd console && node build.mjs
+	touch $@
+
+console: $(CONSOLE_STAMP)
+
+install: $(STAMP) $(CONSOLE_STAMP)
 
 # `make run PORT=8081` serves on another port; without PORT, the server.port setting applies.
 run: install
@@ -62,4 +78,4 @@ bench-memory: install
 	$(BIN)/python -m bench.memory_bench $(BENCH_MEMORY_ARGS)
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache console/node_modules mitra/console/dist

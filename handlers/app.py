@@ -29,6 +29,7 @@ from handlers import (
     asyncapi,
     auth,
     chat_ws,
+    console,
     conversations,
     customers,
     docs,
@@ -192,9 +193,11 @@ def create_app(
         assistant,
         asyncapi,
         docs,
+        console,
     ):
         app.router.add_routes(module.routes)
     app.on_startup.append(docs.build_on_startup)
+    app.on_startup.append(console.load_on_startup)
     return app
 
 

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from handlers.app import create_app
-from handlers.keys import ACCOUNTS, DATABASE
+from handlers.keys import ACCOUNTS, CUSTOMERS, DATABASE, POLICIES
 from handlers.listen import ListenError, bind_sockets, url_host
 from handlers.process import configure_process, freeze_after_startup
 from mitra import cli
-from mitra.demo import ensure_demo_tenant, login_banner
+from mitra.demo import DEMO_SLUG, ensure_demo_tenant, login_banner
+from mitra.demo_book import seed_book
 from mitra.observability import configure_logging
 from mitra.settings import Settings
 
@@ -36,6 +37,9 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     async def seed_demo(app: web.Application) -> None:
         if settings.server.seed_demo:
             await ensure_demo_tenant(app[DATABASE], app[ACCOUNTS])
+            if settings.demo.seed_book:
+                # Idempotent: a tenant that has customers already is left as it is.
+                await seed_book(app[DATABASE], app[CUSTOMERS], app[POLICIES], DEMO_SLUG)
             banner[0] = login_banner(base_url)
 
     def announce(_: str) -> None:

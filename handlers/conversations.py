@@ -57,6 +57,7 @@ def _shape(summary: ConversationSummary) -> dict[str, Any]:
     body=OpenConversationRequest,
     response=ConversationResponse,
     status=201,
+    also=(200,),
     errors=(404, 409),
 )
 async def open_conversation(request: web.Request) -> web.Response:

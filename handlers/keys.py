@@ -20,6 +20,7 @@ from mitra.analytics import AnalyticsService
 from mitra.assistant import AssistantMetrics, AssistantService, KnowledgeBase, LlmFallback
 from mitra.auth import AuthService, Notifier, PasswordHasher
 from mitra.chat import ChatLimits, ConversationService, MessageWriter
+from mitra.console import ConsoleBuild
 from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService
@@ -82,3 +83,5 @@ ASSISTANT_METRICS = web.AppKey("assistant_metrics", AssistantMetrics)
 ASSISTANT_LLM = web.AppKey("assistant_llm", LlmFallback)
 ASSISTANT_ANNOUNCER = web.AppKey("assistant_announcer", ModeAnnouncer)
 ASSISTANT_INBOUND = web.AppKey("assistant_inbound", AssistantInbound)
+# The agent console (issue 14): the built page and assets, None when it was not built.
+CONSOLE_BUILD = web.AppKey[ConsoleBuild | None]("console_build")

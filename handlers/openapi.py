@@ -60,6 +60,8 @@ class Operation:
     auth: bool = True
     errors: tuple[int, ...] = ()
     raw: RawResponse | None = None
+    # Other success statuses answering the same envelope (200 for an existing one, 201 new).
+    also: tuple[int, ...] = ()
 
 
 _OPERATIONS: dict[Callable[..., Any], Operation] = {}
@@ -78,6 +80,7 @@ def operation(
     auth: bool = True,
     errors: tuple[int, ...] = (),
     raw: RawResponse | None = None,
+    also: tuple[int, ...] = (),
 ) -> Callable[[H], H]:
     """Attach the contract to a handler; `response` is the type of the envelope's `data`.
 
@@ -96,6 +99,7 @@ def operation(
         auth=auth,
         errors=errors,
         raw=raw,
+        also=also,
     )
 
     def attach(handler: H) -> H:
@@ -232,10 +236,11 @@ class _Schemas:
             }
         else:
             envelope = self.ref(_envelope(spec.response), "serialization")
-            responses[str(spec.status)] = {
-                "description": HTTPStatus(spec.status).phrase,
-                "content": {"application/json": {"schema": envelope}},
-            }
+            for status in (spec.status, *spec.also):
+                responses[str(status)] = {
+                    "description": HTTPStatus(status).phrase,
+                    "content": {"application/json": {"schema": envelope}},
+                }
         failure = {"application/json": {"schema": self.ref(ErrorEnvelope, "serialization")}}
         for status in sorted(set(_implied_errors(spec)) | set(spec.errors)):
             responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": failure}

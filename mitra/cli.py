@@ -15,10 +15,13 @@ from typing import Any
 from mitra import migrate
 from mitra.accounts import AccountService, NewUser
 from mitra.auth import PasswordHasher
+from mitra.customers import CustomerService
 from mitra.db import Database
+from mitra.demo_book import seed_book
 from mitra.errors import MitraError
 from mitra.models import Role
 from mitra.password_input import PasswordInputError, add_password_input, read_password
+from mitra.policies import PolicyService
 from mitra.settings import Settings, SettingsError, load_settings
 
 ServeCommand = Callable[[Settings, argparse.Namespace], int]
@@ -60,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--role", required=True, choices=[role.value for role in Role])
     create_user.add_argument("--first-name", default="New")
     create_user.add_argument("--last-name", default="User")
+
+    demo = commands.add_parser("demo", help="demo data (development only)").add_subparsers(
+        dest="action", required=True
+    )
+    seed = demo.add_parser("seed", help="give a tenant a small book of customers and policies")
+    seed.add_argument("--tenant", required=True)
     return parser
 
 
@@ -94,6 +103,10 @@ def main(argv: Sequence[str] | None = None, *, serve: ServeCommand | None = None
 
 
 async def _operator_command(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "demo" and settings.is_production:
+        # Refused before the database is opened: production never gets demo data.
+        print("mitra: demo data is development-only; refused in production", file=sys.stderr)
+        return 2
     database = Database(settings.database)
     try:
         await migrate.upgrade(database)
@@ -104,6 +117,7 @@ async def _operator_command(settings: Settings, args: argparse.Namespace) -> int
         handlers: dict[tuple[str, str], Callable[[], Coroutine[Any, Any, int]]] = {
             ("tenant", "create"): lambda: _create_tenant(accounts, args),
             ("user", "create"): lambda: _create_user(accounts, args),
+            ("demo", "seed"): lambda: _seed_demo(database, args),
         }
         return await handlers[(args.command, args.action)]()
     finally:
@@ -139,4 +153,18 @@ async def _create_user(accounts: AccountService, args: argparse.Namespace) -> in
         ),
     )
     print(f"user {user.email} ({user.role.value}) created in {args.tenant}")
+    return 0
+
+
+async def _seed_demo(database: Database, args: argparse.Namespace) -> int:
+    book = await seed_book(
+        database, CustomerService(database), PolicyService(database), args.tenant
+    )
+    if book is None:
+        print(f"tenant {args.tenant} has customers already; nothing seeded")
+    else:
+        print(
+            f"seeded {args.tenant}: {book.customers} customers, {book.policies} policies,"
+            f" {book.conversations} conversations"
+        )
     return 0

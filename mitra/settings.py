@@ -292,6 +292,12 @@ class ChatbotSettings(_Section):
     kb_strong_match: float = Field(0.6, gt=0, le=1)
 
 
+class DemoSettings(_Section):
+    """The demo book (issue 14): customers, policies and a conversation for the console."""
+
+    seed_book: bool = True
+
+
 class Settings(BaseModel):
     """The whole configuration; one attribute per section of `config/default.toml`."""
 
@@ -310,6 +316,7 @@ class Settings(BaseModel):
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     chatbot: ChatbotSettings = Field(default_factory=ChatbotSettings)
+    demo: DemoSettings = Field(default_factory=DemoSettings)
 
     @property
     def is_production(self) -> bool:
