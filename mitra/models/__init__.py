@@ -13,6 +13,7 @@ from mitra.models.analytics import NO_AGENT, AnalyticsDaily
 from mitra.models.chat import Conversation, ConversationMember, Message
 from mitra.models.integrations import TenantIntegration
 from mitra.models.outbox import OutboxEvent, ProcessedEvent
+from mitra.models.payments import Payment, PaymentRefund, PaymentStep, PaymentWebhook
 from mitra.models.policies import (
     Customer,
     Policy,
@@ -33,6 +34,10 @@ __all__ = [
     "OtpChallenge",
     "OutboxEvent",
     "PasswordResetToken",
+    "Payment",
+    "PaymentRefund",
+    "PaymentStep",
+    "PaymentWebhook",
     "Policy",
     "PolicyStatus",
     "PolicyType",
