@@ -245,6 +245,8 @@ class PaymentsSettings(_Section):
     poll_after_seconds: float = Field(600.0, gt=0)
     poll_interval_seconds: float = Field(60.0, gt=0)
     webhook_max_bytes: int = Field(256 * 1024, ge=1024)
+    # Where Stripe's hosted Checkout sends the customer once paid.
+    return_url: str = "http://127.0.0.1:8080/"
     # Tests only (refused in production): the saga waits this long after recording `captured`
     # and before crediting, so a test can kill the process at exactly that point.
     test_pause_after_captured_seconds: float = Field(0.0, ge=0)
