@@ -19,6 +19,7 @@ from aioprometheus.collectors import Registry
 from actors import ActorSystem, RestartStrategy
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.payment_sagas import CustomerMessages, PaymentSagas
 from actors.whatsapp_inbound import WhatsAppInboundConsumer
 from actors.whatsapp_sender import WhatsAppSender
 from handlers import (
@@ -31,6 +32,7 @@ from handlers import (
     docs,
     health,
     integrations,
+    payments,
     policies,
     users,
     whatsapp,
@@ -60,6 +62,10 @@ from handlers.keys import (
     NOTIFIER,
     OUTBOX,
     PASSWORD_HASHER,
+    PAYMENT_GATEWAYS,
+    PAYMENT_METRICS,
+    PAYMENT_SAGAS,
+    PAYMENTS,
     POLICIES,
     READINESS_CHECKS,
     SETTINGS,
@@ -74,6 +80,7 @@ from handlers.keys import (
 )
 from handlers.metrics_access import MetricsGuard
 from handlers.middlewares import MIDDLEWARES
+from handlers.webhooks import payments as payment_webhooks
 from handlers.webhooks import whatsapp as whatsapp_webhooks
 from mitra import migrate
 from mitra.accounts import AccountService
@@ -95,6 +102,9 @@ from mitra.notifications.delivery import DeliveringNotifier
 from mitra.notifications.sms import HttpSmsSender
 from mitra.notifications.smtp import SmtpSender
 from mitra.observability import HttpMetrics
+from mitra.payments import PaymentStore
+from mitra.payments.factories import gateway_factories
+from mitra.payments.metrics import PaymentMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
 from mitra.whatsapp.graph import GraphClient
@@ -156,6 +166,7 @@ def create_app(
     app.cleanup_ctx.append(_actors)
     app.cleanup_ctx.append(_chat)
     app.cleanup_ctx.append(_whatsapp)
+    app.cleanup_ctx.append(_payments)
     app.on_shutdown.append(_close_sockets)
     for module in (
         health,
@@ -169,6 +180,8 @@ def create_app(
         integrations,
         whatsapp_webhooks,
         whatsapp,
+        payments,
+        payment_webhooks,
         asyncapi,
         docs,
     ):
@@ -257,6 +270,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[WHATSAPP_METRICS] = WhatsAppMetrics(app[METRICS])
     app[WHATSAPP_LEDGER] = SendLedger(database)
     app[WHATSAPP_TEMPLATES] = TemplateBook(database)
+    app[PAYMENTS] = PaymentStore(database, settings.payments.currency)
+    app[PAYMENT_METRICS] = PaymentMetrics(app[METRICS])
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
@@ -434,6 +449,29 @@ async def _whatsapp(app: web.Application) -> AsyncIterator[None]:
     await sender.stop()
     await inbound.stop()
     await session.close()
+
+
+async def _payments(app: web.Application) -> AsyncIterator[None]:
+    """The payment sagas' pool and this instance's member of `payments-saga`; unfinished
+    sagas resume now, and the poller nudges those that heard nothing for too long."""
+    settings = app[SETTINGS]
+    gateways = gateway_factories(settings.payments)
+    app[PAYMENT_GATEWAYS] = gateways
+    sagas = PaymentSagas(
+        app[ACTORS],
+        app[STREAMS],
+        store=app[PAYMENTS],
+        integrations=app[INTEGRATIONS],
+        gateways=gateways,
+        messages=CustomerMessages(app[DATABASE], app[CONVERSATIONS], app[CHAT_ROUTER]),
+        settings=settings.payments,
+        io_timeout=settings.actors.ask_timeout_seconds,
+        observe=app[PAYMENT_METRICS].gateway_call,
+    )
+    app[PAYMENT_SAGAS] = sagas
+    await sagas.start()
+    yield
+    await sagas.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

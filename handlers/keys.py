@@ -10,6 +10,8 @@ from aioprometheus.collectors import Registry
 from actors import ActorSystem
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.payment_saga import GatewayFactory
+from actors.payment_sagas import PaymentSagas
 from handlers.chat_hub import SocketHub
 from handlers.metrics_access import MetricsGuard
 from mitra.accounts import AccountService
@@ -20,6 +22,8 @@ from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService
 from mitra.observability import HttpMetrics
+from mitra.payments import PaymentStore
+from mitra.payments.metrics import PaymentMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
 from mitra.whatsapp.graph import GraphClient
@@ -69,3 +73,7 @@ WHATSAPP_METRICS = web.AppKey("whatsapp_metrics", WhatsAppMetrics)
 WHATSAPP_LEDGER = web.AppKey("whatsapp_ledger", SendLedger)
 WHATSAPP_GRAPH = web.AppKey("whatsapp_graph", GraphClient)
 WHATSAPP_TEMPLATES = web.AppKey("whatsapp_templates", TemplateBook)
+PAYMENTS = web.AppKey("payments", PaymentStore)
+PAYMENT_SAGAS = web.AppKey("payment_sagas", PaymentSagas)
+PAYMENT_GATEWAYS = web.AppKey("payment_gateways", dict[str, GatewayFactory])
+PAYMENT_METRICS = web.AppKey("payment_metrics", PaymentMetrics)

@@ -12,6 +12,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
+from mitra.errors import MitraError
 from mitra.integrations import Credentials, ProviderSpec
 
 RAZORPAY = ProviderSpec(
@@ -141,3 +142,11 @@ def payment_id_in(notes: Any) -> uuid.UUID | None:
         return uuid.UUID(str(value)) if value else None
     except ValueError:
         return None
+
+
+class GatewayRefused(MitraError):
+    """The gateway refused what the saga asked of it (answered 502 with its reason)."""
+
+    status = 502
+    code = "gateway_refused"
+    default_message = "the payment gateway refused the request"

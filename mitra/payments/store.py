@@ -500,6 +500,22 @@ class PaymentStore:
                 ],
             )  # fmt: skip
 
+    async def by_order(self, principal: Principal, gateway: str, order_id: str) -> PaymentState:
+        """The caller's payment whose gateway order is `order_id` (404 for anyone else's)."""
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            payment = await session.scalar(
+                select(Payment)
+                .join(Policy, Policy.id == Payment.policy_id)
+                .where(
+                    Payment.gateway == gateway,
+                    Payment.gateway_order_id == order_id,
+                    access.policies_visible(principal),
+                )
+            )
+            if payment is None:
+                raise NotFound("payment not found")
+            return PaymentState.of(payment)
+
     async def listing(self, principal: Principal, query: PaymentQuery) -> Page[PaymentState]:
         conditions: list[ColumnElement[bool]] = [access.policies_visible(principal)]
         if query.status is not None:
