@@ -98,12 +98,13 @@ class StripeGateway:
             if not session.payment_intent:
                 return Observed("pending")
             intent_id = str(session.payment_intent)
-        intent = self._call(self._client.v1.payment_intents.retrieve, intent_id)
-        state = _STATES.get(str(intent.status), "pending")
+        intent = self._call(self._client.v1.payment_intents.retrieve, intent_id).to_dict()
+        state = _STATES.get(str(intent.get("status")), "pending")
         if state == "pending" and intent.get("last_payment_error"):
             state = "failed"
-        received = intent.get("amount_received") or intent.amount
-        return Observed(state, str(intent.id), int(received), str(intent.currency).upper())
+        received = intent.get("amount_received") or intent.get("amount") or 0
+        currency = str(intent.get("currency") or "").upper()
+        return Observed(state, str(intent["id"]), int(received), currency)
 
     def cancel(self, kind: str, order_id: str) -> bool:
         if kind == "link":
@@ -146,7 +147,7 @@ class StripeGateway:
                         state=_STATES.get(str(intent.status), "pending"),
                         amount_minor=int(intent.amount),
                         currency=str(intent.currency).upper(),
-                        payment_id=payment_id_in(_plain(intent.get("metadata"))),
+                        payment_id=payment_id_in(_plain(intent.to_dict().get("metadata"))),
                     )
                 )
         except stripe.StripeError as exc:
@@ -169,6 +170,4 @@ class StripeGateway:
 
 
 def _plain(metadata: Any) -> dict[str, Any]:
-    if metadata is None:
-        return {}
-    return dict(metadata)
+    return dict(metadata) if isinstance(metadata, dict) else {}

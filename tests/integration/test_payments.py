@@ -1,0 +1,282 @@
+"""Premium payments end to end against local Razorpay and Stripe servers, through the official
+SDKs: orders, verified webhooks applied once and forward only, crediting the policy exactly once,
+links in the chat, refunds and reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from handlers.keys import DATABASE, PAYMENT_SAGAS
+from mitra.db import Scope, utcnow
+from mitra.models import Payment
+from mitra.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.streams.conftest import eventually
+from tests.support import razorpay_fake, stripe_fake
+from tests.support.api import Api
+from tests.support.payments import (
+    Agency,
+    Gateways,
+    agency,
+    order,
+    payment,
+    post_raw,
+    razorpay_captured,
+    serve_gateways,
+)
+
+
+@pytest.fixture
+async def gateways() -> AsyncIterator[Gateways]:
+    async with serve_gateways() as served:
+        yield served
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory, gateways: Gateways) -> Settings:
+    return make_settings(payments={**gateways.settings, "poll_interval_seconds": 3600})
+
+
+async def policy_of(api: Api, shop: Agency) -> dict[str, Any]:
+    _, body = await api.call(
+        "GET", f"/api/v1/policies/{shop.policy['id']}", token=shop.agent.access_token, expect=200
+    )
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+async def reaches(api: Api, shop: Agency, payment_id: str, status: str) -> dict[str, Any]:
+    async def there() -> bool:
+        return (await payment(api, shop.agent, payment_id)).get("status") == status
+
+    await eventually(there, within=10)
+    return await payment(api, shop.agent, payment_id)
+
+
+async def expire_now(api: Api, shop: Agency, payment_id: str) -> None:
+    """The order's expiry moved to the past, as if the customer had let it run out."""
+    async with api.app[DATABASE].transaction(Scope.tenant(shop.tenant_id)) as session:
+        await session.execute(
+            update(Payment)
+            .where(Payment.id == uuid.UUID(payment_id))
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
+def quarter_after(day: str) -> str:
+    d = date.fromisoformat(day)
+    month = d.month + 2
+    return date(d.year + month // 12, month % 12 + 1, d.day).isoformat()
+
+
+# ---- Razorpay ----------------------------------------------------------------------------------
+
+
+async def test_a_razorpay_order_paid_is_credited_once_whatever_the_webhooks_do(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.holder, shop.policy["id"], "razorpay")
+    assert placed["amount"] == 245050  # paise, from the premium's Decimal
+    assert placed["currency"] == "INR"
+    assert placed["key_id"] == razorpay_fake.KEY_ID
+    rz_order = gateways.razorpay.orders[placed["order_id"]]
+    assert rz_order["receipt"] == placed["payment_id"]
+    assert rz_order["notes"]["policy_id"] == shop.policy["id"]
+    assert rz_order["notes"]["tenant_id"] == str(shop.tenant_id)
+
+    paid = gateways.razorpay.pay(placed["order_id"])
+    captured = razorpay_captured(paid, rz_order)
+    order_paid = razorpay_captured(paid, rz_order, "order.paid")
+    headers = razorpay_fake.signed_headers(captured, event_id="evt_captured_1")
+    # A late `failed` for an earlier attempt arrives after the capture: it must change nothing.
+    failed_attempt = {**paid, "id": "pay_failedattempt1", "status": "failed"}
+    failed = razorpay_fake.webhook_body("payment.failed", payment=failed_attempt)
+    webhook = shop.webhook("razorpay")
+    assert (await post_raw(api, webhook, captured, headers))[0] == 200
+    status, body = await post_raw(api, webhook, captured, headers)  # redelivered
+    assert (status, body["data"]["outcome"]) == (200, "duplicate")
+    await post_raw(api, webhook, order_paid, razorpay_fake.signed_headers(order_paid))
+    await post_raw(api, webhook, failed, razorpay_fake.signed_headers(failed))
+
+    done = await reaches(api, shop, placed["payment_id"], "receipt_sent")
+    steps = [s["step"] for s in done["steps"]]
+    assert steps.count("captured") == 1
+    assert steps.count("policy_credited") == 1
+    assert "failed" not in steps
+    assert done["gateway_payment_id"] == paid["id"]
+    policy = await policy_of(api, shop)
+    assert policy["next_due_date"] == quarter_after(shop.policy["next_due_date"])
+    assert done["next_due_date"] == policy["next_due_date"]
+    # Every event applied: nothing more happens to the policy afterwards.
+    await asyncio.sleep(0.2)
+    assert (await policy_of(api, shop))["next_due_date"] == policy["next_due_date"]
+
+
+async def test_forged_stale_and_unsigned_webhooks_are_refused_and_nothing_is_kept(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.holder, shop.policy["id"], "razorpay")
+    paid = gateways.razorpay.pay(placed["order_id"])
+    body = razorpay_captured(paid, gateways.razorpay.orders[placed["order_id"]])
+    forged = razorpay_fake.signed_headers(body, secret="not-the-secret-at-all")
+    status, answer = await post_raw(api, shop.webhook("razorpay"), body, forged)
+    assert status == 400
+    assert answer["success"] is False
+    unsigned = {"Content-Type": "application/json", "x-razorpay-event-id": "evt_x"}
+    assert (await post_raw(api, shop.webhook("razorpay"), body, unsigned))[0] == 400
+    # Stripe: a valid signature more than 300 s old, and one over another body.
+    obj = {"id": "pi_x", "object": "payment_intent", "amount": 1, "currency": "inr"}
+    event = stripe_fake.event_body("payment_intent.succeeded", obj)
+    stale = stripe_fake.signed_headers(event, at=int(time.time()) - 301)
+    assert (await post_raw(api, shop.webhook("stripe"), event, stale))[0] == 400
+    other = stripe_fake.signed_headers(event + b" ")
+    assert (await post_raw(api, shop.webhook("stripe"), event, other))[0] == 400
+    await asyncio.sleep(0.2)
+    shown = await payment(api, shop.agent, placed["payment_id"])
+    assert shown["status"] == "order_placed"
+    assert [s["step"] for s in shown["steps"]] == ["created", "order_requested", "order_placed"]
+
+
+async def test_an_amount_that_differs_from_the_order_is_flagged_not_credited(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.holder, shop.policy["id"], "razorpay")
+    paid = gateways.razorpay.pay(placed["order_id"], amount=100)
+    body = razorpay_captured(paid, gateways.razorpay.orders[placed["order_id"]])
+    await post_raw(api, shop.webhook("razorpay"), body, razorpay_fake.signed_headers(body))
+    flagged = await reaches(api, shop, placed["payment_id"], "flagged")
+    assert "100" in flagged["flag"]
+    assert "245050" in flagged["flag"]
+    assert (await policy_of(api, shop))["next_due_date"] == shop.policy["next_due_date"]
+
+
+async def test_the_checkout_callback_is_verified_with_the_key_secret(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.holder, shop.policy["id"], "razorpay")
+    paid = gateways.razorpay.pay(placed["order_id"], status="authorized")
+    message = f"{placed['order_id']}|{paid['id']}".encode()
+    good = hmac.new(razorpay_fake.KEY_SECRET.encode(), message, hashlib.sha256).hexdigest()
+    callback = {"razorpay_order_id": placed["order_id"], "razorpay_payment_id": paid["id"]}
+    status, body = await api.call(
+        "POST", "/api/v1/payments/verify", token=shop.holder.access_token,
+        json={**callback, "razorpay_signature": "0" * 64},
+    )  # fmt: skip
+    assert status == 422
+    assert body["errors"][0]["field"] == "razorpay_signature"
+    _, body = await api.call(
+        "POST", "/api/v1/payments/verify", token=shop.holder.access_token,
+        json={**callback, "razorpay_signature": good}, expect=200,
+    )  # fmt: skip
+    assert body["data"]["status"] == "authorised"
+    # Authorised is not paid: the policy waits for the capture.
+    assert (await policy_of(api, shop))["next_due_date"] == shop.policy["next_due_date"]
+
+
+async def test_the_same_idempotency_key_answers_the_same_order(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    first = await order(api, shop.holder, shop.policy["id"], "razorpay", key="retry-1")
+    again = await order(api, shop.holder, shop.policy["id"], "razorpay", key="retry-1")
+    assert again == first
+    assert len(gateways.razorpay.orders) == 1
+
+
+async def test_another_tenants_payment_is_not_found_and_only_its_people_pay(api: Api) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.agent, shop.policy["id"], "razorpay")
+    elsewhere = await agency(api)
+    for who in (elsewhere.admin, elsewhere.agent, elsewhere.holder):
+        status, _ = await api.call(
+            "GET", f"/api/v1/payments/{placed['payment_id']}", token=who.access_token
+        )
+        assert status == 404
+    status, _ = await api.call(
+        "POST", "/api/v1/payments/orders", token=elsewhere.holder.access_token,
+        json={"policy_id": shop.policy["id"], "gateway": "razorpay"},
+    )  # fmt: skip
+    assert status == 404
+    _, listed = await api.call("GET", "/api/v1/payments", token=elsewhere.admin.access_token)
+    assert listed["data"]["items"] == []
+    _, mine = await api.call("GET", "/api/v1/payments", token=shop.holder.access_token)
+    assert [p["id"] for p in mine["data"]["items"]] == [placed["payment_id"]]
+
+
+# ---- Stripe ------------------------------------------------------------------------------------
+
+
+async def test_a_stripe_payment_intent_succeeds_and_reordered_events_change_nothing(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.holder, shop.policy["id"], "stripe")
+    intent = gateways.stripe.intents[placed["order_id"]]
+    assert placed["client_secret"] == intent["client_secret"]
+    assert intent["amount"] == 245050
+    assert intent["currency"] == "inr"
+    assert intent["metadata"]["payment_id"] == placed["payment_id"]
+    succeeded = stripe_fake.event_body(
+        "payment_intent.succeeded", gateways.stripe.succeed(intent["id"])
+    )
+    late_failure = stripe_fake.event_body(
+        "payment_intent.payment_failed", {**intent, "status": "requires_payment_method"}
+    )
+    webhook = shop.webhook("stripe")
+    assert (await post_raw(api, webhook, succeeded, stripe_fake.signed_headers(succeeded)))[
+        0
+    ] == 200
+    await post_raw(api, webhook, late_failure, stripe_fake.signed_headers(late_failure))
+    await post_raw(api, webhook, succeeded, stripe_fake.signed_headers(succeeded))
+    done = await reaches(api, shop, placed["payment_id"], "receipt_sent")
+    steps = [s["step"] for s in done["steps"]]
+    assert steps.count("policy_credited") == 1
+    assert "failed" not in steps
+    assert (await policy_of(api, shop))["next_due_date"] == quarter_after(
+        shop.policy["next_due_date"]
+    )
+
+
+async def test_a_missed_webhook_is_found_by_polling_the_gateway(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.holder, shop.policy["id"], "stripe")
+    gateways.stripe.succeed(placed["order_id"])  # paid, but the webhook never comes
+    sagas = api.app[PAYMENT_SAGAS]
+    sagas._settings = sagas._settings.model_copy(update={"poll_after_seconds": 0.001})
+    await asyncio.sleep(0.01)
+    assert await sagas.poll_once() >= 1
+    done = await reaches(api, shop, placed["payment_id"], "receipt_sent")
+    assert "polled" in [s["step"] for s in done["steps"]]
+
+
+async def test_an_unpaid_link_expires_is_cancelled_and_the_customer_told(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    _, body = await api.call(
+        "POST", "/api/v1/payments/links", token=shop.agent.access_token,
+        json={"policy_id": shop.policy["id"], "gateway": "stripe"}, expect=201,
+    )  # fmt: skip
+    link = body["data"]
+    assert link["url"].startswith("https://checkout.stripe.com/")
+    await expire_now(api, shop, link["payment_id"])
+    await api.app[PAYMENT_SAGAS].poll_once()
+    done = await reaches(api, shop, link["payment_id"], "compensated")
+    assert gateways.stripe.sessions[link["link_id"]]["status"] == "expired"
+    assert [s["step"] for s in done["steps"]][-2:] == ["expired", "compensated"]
