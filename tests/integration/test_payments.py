@@ -10,7 +10,7 @@ import hmac
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -31,6 +31,7 @@ from tests.support.payments import (
     order,
     payment,
     post_raw,
+    quarter_after,
     razorpay_captured,
     serve_gateways,
 )
@@ -71,12 +72,6 @@ async def expire_now(api: Api, shop: Agency, payment_id: str) -> None:
             .where(Payment.id == uuid.UUID(payment_id))
             .values(expires_at=utcnow() - timedelta(seconds=1))
         )
-
-
-def quarter_after(day: str) -> str:
-    d = date.fromisoformat(day)
-    month = d.month + 2
-    return date(d.year + month // 12, month % 12 + 1, d.day).isoformat()
 
 
 # ---- Razorpay ----------------------------------------------------------------------------------

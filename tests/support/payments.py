@@ -7,6 +7,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from mitra.models import Role
@@ -119,3 +120,10 @@ async def payment(api: Api, by: Account, payment_id: str) -> dict[str, Any]:
     _, body = await api.call("GET", f"/api/v1/payments/{payment_id}", token=by.access_token)
     data: dict[str, Any] = body.get("data") or {}
     return data
+
+
+def quarter_after(day: str) -> str:
+    """The due date a quarterly premium paid on `day` moves to."""
+    d = date.fromisoformat(day)
+    month = d.month + 2
+    return date(d.year + month // 12, month % 12 + 1, d.day).isoformat()
