@@ -275,3 +275,224 @@ async def test_an_unpaid_link_expires_is_cancelled_and_the_customer_told(
     done = await reaches(api, shop, link["payment_id"], "compensated")
     assert gateways.stripe.sessions[link["link_id"]]["status"] == "expired"
     assert [s["step"] for s in done["steps"]][-2:] == ["expired", "compensated"]
+
+
+# ---- links in the chat -------------------------------------------------------------------------
+
+
+async def conversation_messages(api: Api, shop: Agency) -> list[dict[str, Any]]:
+    _, opened = await api.call(
+        "POST", "/api/v1/conversations", token=shop.holder.access_token, json={},
+    )  # fmt: skip
+    cid = opened["data"]["id"]
+    _, body = await api.call(
+        "GET", f"/api/v1/conversations/{cid}/messages", token=shop.holder.access_token, expect=200
+    )
+    messages: list[dict[str, Any]] = body["data"]
+    return messages
+
+
+async def test_a_link_sent_in_the_chat_and_paid_credits_the_policy_with_a_receipt(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    _, body = await api.call(
+        "POST", "/api/v1/payments/links", token=shop.agent.access_token,
+        json={"policy_id": shop.policy["id"], "gateway": "razorpay", "send_to_conversation": True},
+        expect=201,
+    )  # fmt: skip
+    link = body["data"]
+    assert link["sent_to_conversation"] is True
+    made = gateways.razorpay.links[link["link_id"]]
+    assert made["amount"] == 245050
+    assert made["reference_id"] == link["payment_id"]
+    messages = await conversation_messages(api, shop)
+    assert [m["body"] for m in messages if made["short_url"] in m["body"]], messages
+    assert messages[-1]["sender_id"] == shop.agent.user_id
+
+    paid_link, paid_order, paid = gateways.razorpay.pay_link(link["link_id"])
+    event = razorpay_fake.webhook_body(
+        "payment_link.paid", payment_link=paid_link, order=paid_order, payment=paid
+    )
+    captured = razorpay_fake.webhook_body("payment.captured", payment=paid)
+    for raw in (event, captured):  # Razorpay sends both for a paid link
+        await post_raw(api, shop.webhook("razorpay"), raw, razorpay_fake.signed_headers(raw))
+    await reaches(api, shop, link["payment_id"], "receipt_sent")
+    bodies = [m["body"] for m in await conversation_messages(api, shop)]
+    receipts = [b for b in bodies if b.startswith("Payment received")]
+    assert len(receipts) == 1
+    assert paid["id"] in receipts[0]
+    assert (await policy_of(api, shop))["next_due_date"] == quarter_after(
+        shop.policy["next_due_date"]
+    )
+
+
+async def test_a_lapsed_policy_paid_is_reinstated_through_the_lifecycle(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    await api.call(
+        "PATCH", f"/api/v1/policies/{shop.policy['id']}", token=shop.agent.access_token,
+        json={"status": "grace"}, expect=200,
+    )  # fmt: skip
+    placed = await order(api, shop.holder, shop.policy["id"], "stripe")
+    succeeded = stripe_fake.event_body(
+        "payment_intent.succeeded", gateways.stripe.succeed(placed["order_id"])
+    )
+    await post_raw(api, shop.webhook("stripe"), succeeded, stripe_fake.signed_headers(succeeded))
+    done = await reaches(api, shop, placed["payment_id"], "receipt_sent")
+    credited = next(s for s in done["steps"] if s["step"] == "policy_credited")
+    assert credited["detail"]["status_from"] == "grace"
+    assert (await policy_of(api, shop))["status"] == "active"
+
+
+# ---- refunds -----------------------------------------------------------------------------------
+
+
+async def paid_order(api: Api, gateways: Gateways, shop: Agency, gateway: str) -> dict[str, Any]:
+    placed = await order(api, shop.holder, shop.policy["id"], gateway)
+    if gateway == "razorpay":
+        paid = gateways.razorpay.pay(placed["order_id"])
+        raw = razorpay_fake.webhook_body("payment.captured", payment=paid)
+        headers = razorpay_fake.signed_headers(raw)
+    else:
+        raw = stripe_fake.event_body(
+            "payment_intent.succeeded", gateways.stripe.succeed(placed["order_id"])
+        )
+        headers = stripe_fake.signed_headers(raw)
+    await post_raw(api, shop.webhook(gateway), raw, headers)
+    return await reaches(api, shop, placed["payment_id"], "receipt_sent")
+
+
+async def test_concurrent_refunds_never_exceed_what_was_captured(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    paid = await paid_order(api, gateways, shop, "razorpay")
+    path = f"/api/v1/payments/{paid['id']}/refunds"
+    status, _ = await api.call(
+        "POST", path, token=shop.agent.access_token, json={"amount": "1.00", "reason": "x"}
+    )
+    assert status == 403
+    attempts = [
+        api.call("POST", path, token=shop.admin.access_token,
+                 json={"amount": "1000.00", "reason": f"overpaid {n}"})
+        for n in range(3)
+    ]  # fmt: skip
+    results = await asyncio.gather(*attempts)
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [201, 201, 422]  # 2450.50 holds two refunds of 1000.00, not three
+    refused = next(body for status, body in results if status == 422)
+    assert refused["errors"][0]["field"] == "amount"
+    assert len(gateways.razorpay.refunds) == 2
+    shown = await payment(api, shop.admin, paid["id"])
+    assert shown["refunded_amount"] == "2000.00"
+    # The refund webhook settles one of them.
+    refund = next(iter(gateways.razorpay.refunds.values()))
+    raw = razorpay_fake.webhook_body(
+        "refund.processed", refund={**refund, "status": "processed"}, payment=paid_payment(gateways)
+    )
+    await post_raw(api, shop.webhook("razorpay"), raw, razorpay_fake.signed_headers(raw))
+
+    async def settled() -> bool:
+        refunds = (await payment(api, shop.admin, paid["id"]))["refunds"]
+        return sorted(r["status"] for r in refunds) == ["pending", "processed"]
+
+    await eventually(settled, within=10)
+
+
+def paid_payment(gateways: Gateways) -> dict[str, Any]:
+    return next(iter(gateways.razorpay.payments.values()))
+
+
+async def test_a_stripe_refund_is_idempotent_toward_the_gateway(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    paid = await paid_order(api, gateways, shop, "stripe")
+    _, body = await api.call(
+        "POST", f"/api/v1/payments/{paid['id']}/refunds", token=shop.admin.access_token,
+        json={"reason": "cancelled the policy"}, expect=201,
+    )  # fmt: skip
+    assert body["data"]["amount"] == "2450.50"
+    (refund,) = gateways.stripe.refunds.values()
+    assert refund["amount"] == 245050
+    assert refund["payment_intent"] == paid["gateway_payment_id"]
+    status, again = await api.call(
+        "POST", f"/api/v1/payments/{paid['id']}/refunds", token=shop.admin.access_token,
+        json={"reason": "twice"},
+    )  # fmt: skip
+    assert status == 409, again
+    charge = {
+        "id": "ch_x", "object": "charge", "amount": 245050, "amount_refunded": 245050,
+        "currency": "inr", "payment_intent": paid["gateway_payment_id"], "refunded": True,
+        "metadata": {}, "refunds": {"object": "list", "data": [refund]},
+    }  # fmt: skip
+    raw = stripe_fake.event_body("charge.refunded", charge)
+    await post_raw(api, shop.webhook("stripe"), raw, stripe_fake.signed_headers(raw))
+
+    async def processed() -> bool:
+        refunds = (await payment(api, shop.admin, paid["id"]))["refunds"]
+        return [r["status"] for r in refunds] == ["processed"]
+
+    await eventually(processed, within=10)
+
+
+# ---- reconciliation ----------------------------------------------------------------------------
+
+
+async def test_reconciliation_finds_planted_mismatches_on_both_sides(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    good = await paid_order(api, gateways, shop, "razorpay")
+    # Paid at the gateway, but the webhook never reached us.
+    unheard = await order(api, shop.holder, shop.policy["id"], "razorpay")
+    gateways.razorpay.pay(unheard["order_id"])
+    # Captured at the gateway with nothing here at all (someone else's order, same account).
+    stranger = gateways.razorpay._order(9900, "INR", "elsewhere", [])
+    gateways.razorpay.pay(stranger["id"])
+    # Captured here but the gateway no longer lists it (planted by removing its record).
+    gone = await paid_order(api, gateways, shop, "razorpay")
+    del gateways.razorpay.payments[gone["gateway_payment_id"]]
+    window = {
+        "from": (utcnow() - timedelta(hours=1)).isoformat(),
+        "to": (utcnow() + timedelta(minutes=1)).isoformat(),
+        "gateway": "razorpay",
+    }
+    status, _ = await api.call(
+        "POST", "/api/v1/payments/reconcile", token=shop.agent.access_token, json=window
+    )
+    assert status == 403
+    _, body = await api.call(
+        "POST", "/api/v1/payments/reconcile", token=shop.admin.access_token, json=window,
+        expect=200,
+    )  # fmt: skip
+    report = body["data"]
+    assert [r["payment_id"] for r in report["matched"]] == [good["id"]]
+    assert [r["payment_id"] for r in report["mismatched"]] == [unheard["payment_id"]]
+    assert "captured" in report["mismatched"][0]["problem"]
+    assert [r["payment_id"] for r in report["missing_at_gateway"]] == [gone["id"]]
+    assert [r["theirs"]["amount_minor"] for r in report["missing_here"]] == [9900]
+    # Nothing was repaired.
+    assert (await payment(api, shop.admin, unheard["payment_id"]))["status"] == "order_placed"
+
+
+# ---- integrations ------------------------------------------------------------------------------
+
+
+async def test_gateway_secrets_are_shown_masked_and_only_to_admins(api: Api) -> None:
+    shop = await agency(api)
+    response = await api.client.get("/api/v1/integrations/razorpay", headers=shop.admin.headers)
+    text = await response.text()
+    assert response.status == 200
+    assert razorpay_fake.KEY_SECRET not in text
+    assert razorpay_fake.WEBHOOK_SECRET not in text
+    data = (await response.json())["data"]
+    assert data["key_id"] == razorpay_fake.KEY_ID
+    assert data["key_secret"] == "…" + razorpay_fake.KEY_SECRET[-4:]
+    assert data["webhook_path"] == shop.webhook("razorpay")
+    response = await api.client.get("/api/v1/integrations/stripe", headers=shop.admin.headers)
+    assert stripe_fake.SECRET_KEY not in await response.text()
+    status, _ = await api.call("GET", "/api/v1/integrations/stripe", token=shop.agent.access_token)
+    assert status == 403
