@@ -86,6 +86,8 @@ class SagaDeps:
     io_timeout: float
     observe: Callable[[str, str, float, bool], None] | None = None
     """Called with (gateway, operation, seconds, ok) after each SDK call: the metrics."""
+    progress: Callable[[PaymentState], Coroutine[Any, Any, None]] | None = None
+    """Tells the people concerned that the saga moved (their sockets)."""
 
 
 class PaymentSagaActor(BridgedActor):
@@ -101,6 +103,7 @@ class PaymentSagaActor(BridgedActor):
         self._settings = deps.settings
         self._io_timeout = deps.io_timeout
         self._observe = deps.observe
+        self._progress = deps.progress
         self._paused = False
 
     # ---- messages ----------------------------------------------------------------------------
@@ -112,13 +115,11 @@ class PaymentSagaActor(BridgedActor):
             self._apply(message.event)
             return self._drive()
         if isinstance(message, Verified):
-            self._io(
-                self._store.advance(
-                    self.tenant_id, self.payment_id, saga.AUTHORISED,
-                    {"source": "checkout_callback", "gateway_payment_id": message.payment_ref},
-                    gateway_payment_id=message.payment_ref,
-                )
-            )  # fmt: skip
+            self._advance(
+                saga.AUTHORISED,
+                {"source": "checkout_callback", "gateway_payment_id": message.payment_ref},
+                gateway_payment_id=message.payment_ref,
+            )
             return self._drive()
         if isinstance(message, Resume):
             return self._drive()
@@ -155,20 +156,15 @@ class PaymentSagaActor(BridgedActor):
         except GatewayError as exc:
             if exc.retryable:
                 raise Unavailable(f"{state.gateway} is unavailable; try again") from None
-            self._io(
-                self._store.advance(
-                    self.tenant_id, self.payment_id, saga.FAILED, {"error": str(exc)}
-                )
-            )
+            self._advance(saga.FAILED, {"error": str(exc)})
             raise GatewayRefused(str(exc)) from None
         checkout = {**state.checkout, **placed.checkout}
-        self._io(
-            self._store.advance(
-                self.tenant_id, self.payment_id, saga.ORDER_PLACED,
-                {"gateway_order_id": placed.order_id},
-                gateway_order_id=placed.order_id, checkout=checkout,
-            )
-        )  # fmt: skip
+        self._advance(
+            saga.ORDER_PLACED,
+            {"gateway_order_id": placed.order_id},
+            gateway_order_id=placed.order_id,
+            checkout=checkout,
+        )
         state = self._state()
         if state.kind == "link" and state.checkout.get("send_to_conversation"):
             self._send_link(state)
@@ -229,7 +225,8 @@ class PaymentSagaActor(BridgedActor):
                     log.warning("payment %s: test pause of %gs before crediting", state.id, pause)
                     time.sleep(pause)
                     continue
-                self._io(self._store.credit(self.tenant_id, self.payment_id))
+                if self._io(self._store.credit(self.tenant_id, self.payment_id)):
+                    self._moved()
             elif state.status == saga.POLICY_CREDITED:
                 self._receipt(state)
             elif state.status == saga.EXPIRED:
@@ -350,7 +347,13 @@ class PaymentSagaActor(BridgedActor):
         moved: bool = self._io(
             self._store.advance(self.tenant_id, self.payment_id, to, detail, **values)
         )
+        if moved:
+            self._moved()
         return moved
+
+    def _moved(self) -> None:
+        if self._progress is not None:
+            self._io(self._progress(self._state()))
 
     def _state(self) -> PaymentState:
         state: PaymentState = self._io(self._store.load(self.tenant_id, self.payment_id))

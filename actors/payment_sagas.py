@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Collection
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -33,7 +33,7 @@ from mitra.chat import ConversationService
 from mitra.db import Database, Scope, utcnow
 from mitra.errors import InvalidInput
 from mitra.integrations import IntegrationService
-from mitra.models import User
+from mitra.models import Customer, User
 from mitra.payments.store import TOPIC, PaymentState, PaymentStore
 from mitra.payments.webhooks import GatewayEvent
 from mitra.settings import PaymentsSettings
@@ -43,6 +43,8 @@ from streams.envelope import Event
 log = logging.getLogger("mitra.payments.sagas")
 
 GROUP = "payments-saga"
+Push = Callable[[uuid.UUID, Collection[uuid.UUID], dict[str, Any]], Awaitable[None]]
+"""`UserFrames.send`: a frame to every open socket of those users, on every instance."""
 _NO_SESSION = uuid.UUID(int=0)
 
 
@@ -52,11 +54,38 @@ class CustomerMessages:
     writes from there (and to the app when Meta's 24-hour window has closed)."""
 
     def __init__(
-        self, database: Database, conversations: ConversationService, router: ChatRouter
+        self,
+        database: Database,
+        conversations: ConversationService,
+        router: ChatRouter,
+        push: Push | None = None,
     ) -> None:
         self._db = database
         self._conversations = conversations
         self._router = router
+        self._push = push
+
+    async def progress(self, state: PaymentState) -> None:
+        """The saga's new status to the sockets of the agent and the policyholder (best effort:
+        the steps are in the database, and GET /api/v1/payments/{id} shows them)."""
+        if self._push is None:
+            return
+        async with self._db.session(Scope.tenant(state.tenant_id)) as session:
+            holder = await session.scalar(
+                select(Customer.user_id).where(Customer.id == state.customer_id)
+            )
+        users = {state.agent_id, *([holder] if holder else [])}
+        frame = {
+            "type": "payment.status",
+            "payment_id": str(state.id),
+            "policy_id": str(state.policy_id),
+            "gateway": state.gateway,
+            "status": state.status,
+        }
+        try:
+            await self._push(state.tenant_id, users, frame)
+        except Exception:  # a frame is never worth failing a saga's step for
+            log.warning("payment %s: progress frame not sent", state.id, exc_info=True)
 
     async def tell(self, state: PaymentState, body: str, client_msg_id: str) -> uuid.UUID | None:
         async with self._db.session(Scope.tenant(state.tenant_id)) as session:
@@ -96,7 +125,16 @@ class PaymentSagas:
         self._store = store
         self._settings = settings
         self.ask_timeout = settings.request_timeout_seconds * 3 + io_timeout
-        deps = SagaDeps(store, integrations, gateways, messages.tell, settings, io_timeout, observe)
+        deps = SagaDeps(
+            store,
+            integrations,
+            gateways,
+            messages.tell,
+            settings,
+            io_timeout,
+            observe,
+            progress=messages.progress,
+        )
         self.pool: ActorPool[PaymentKey] = system.pool(
             "payment", partial(self._start, deps), idle_timeout_seconds=120.0
         )

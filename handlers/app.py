@@ -466,7 +466,9 @@ async def _payments(app: web.Application) -> AsyncIterator[None]:
         store=app[PAYMENTS],
         integrations=app[INTEGRATIONS],
         gateways=gateways,
-        messages=CustomerMessages(app[DATABASE], app[CONVERSATIONS], app[CHAT_ROUTER]),
+        messages=CustomerMessages(
+            app[DATABASE], app[CONVERSATIONS], app[CHAT_ROUTER], app[USER_FRAMES].send
+        ),
         settings=settings.payments,
         io_timeout=settings.actors.ask_timeout_seconds,
         observe=app[PAYMENT_METRICS].gateway_call,

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import time
 import uuid
+from functools import partial
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from tests.support.payments import (
     razorpay_captured,
     serve_gateways,
 )
+from tests.support.ws import ChatClient
 
 
 @pytest.fixture
@@ -62,6 +64,10 @@ async def reaches(api: Api, shop: Agency, payment_id: str, status: str) -> dict[
 
     await eventually(there, within=10)
     return await payment(api, shop.agent, payment_id)
+
+
+def has_status(status: str, frame: dict[str, Any]) -> bool:
+    return bool(frame["status"] == status)
 
 
 async def expire_now(api: Api, shop: Agency, payment_id: str) -> None:
@@ -219,6 +225,7 @@ async def test_a_stripe_payment_intent_succeeds_and_reordered_events_change_noth
     api: Api, gateways: Gateways
 ) -> None:
     shop = await agency(api)
+    socket = await ChatClient.connect(api.client, shop.holder.access_token)
     placed = await order(api, shop.holder, shop.policy["id"], "stripe")
     intent = gateways.stripe.intents[placed["order_id"]]
     assert placed["client_secret"] == intent["client_secret"]
@@ -244,6 +251,11 @@ async def test_a_stripe_payment_intent_succeeds_and_reordered_events_change_noth
     assert (await policy_of(api, shop))["next_due_date"] == quarter_after(
         shop.policy["next_due_date"]
     )
+    # The policyholder's app saw the saga move, step by step.
+    for status in ("order_placed", "captured", "policy_credited", "receipt_sent"):
+        frame = await socket.expect("payment.status", partial(has_status, status), within=5)
+        assert frame["payment_id"] == placed["payment_id"]
+    await socket.close()
 
 
 async def test_a_missed_webhook_is_found_by_polling_the_gateway(
