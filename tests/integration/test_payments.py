@@ -9,9 +9,9 @@ import hashlib
 import hmac
 import time
 import uuid
-from functools import partial
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
