@@ -19,6 +19,7 @@ from mitra.db import Database
 from mitra.errors import MitraError
 from mitra.models import Role
 from mitra.password_input import PasswordInputError, add_password_input, read_password
+from mitra.payments import cli as payments_cli
 from mitra.settings import Settings, SettingsError, load_settings
 
 ServeCommand = Callable[[Settings, argparse.Namespace], int]
@@ -60,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--role", required=True, choices=[role.value for role in Role])
     create_user.add_argument("--first-name", default="New")
     create_user.add_argument("--last-name", default="User")
+    payments_cli.add_commands(commands)
     return parser
 
 
@@ -104,6 +106,7 @@ async def _operator_command(settings: Settings, args: argparse.Namespace) -> int
         handlers: dict[tuple[str, str], Callable[[], Coroutine[Any, Any, int]]] = {
             ("tenant", "create"): lambda: _create_tenant(accounts, args),
             ("user", "create"): lambda: _create_user(accounts, args),
+            ("payments", "reconcile"): lambda: payments_cli.reconcile(database, settings, args),
         }
         return await handlers[(args.command, args.action)]()
     finally:

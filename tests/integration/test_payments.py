@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,8 +19,10 @@ import pytest
 from sqlalchemy import update
 
 from handlers.keys import DATABASE, PAYMENT_SAGAS
+from mitra.cli import build_parser
 from mitra.db import Scope, utcnow
 from mitra.models import Payment
+from mitra.payments import cli as payments_cli
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.streams.conftest import eventually
@@ -454,7 +457,7 @@ async def test_a_stripe_refund_is_idempotent_toward_the_gateway(
 
 
 async def test_reconciliation_finds_planted_mismatches_on_both_sides(
-    api: Api, gateways: Gateways
+    api: Api, gateways: Gateways, settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
     shop = await agency(api)
     good = await paid_order(api, gateways, shop, "razorpay")
@@ -488,6 +491,16 @@ async def test_reconciliation_finds_planted_mismatches_on_both_sides(
     assert [r["theirs"]["amount_minor"] for r in report["missing_here"]] == [9900]
     # Nothing was repaired.
     assert (await payment(api, shop.admin, unheard["payment_id"]))["status"] == "order_placed"
+    # `mitra payments reconcile` reports the same, and exits 3 for a report with problems.
+    args = build_parser().parse_args(
+        ["payments", "reconcile", "--tenant", shop.admin.tenant_slug, "--gateway", "razorpay",
+         "--from", window["from"], "--to", window["to"]]
+    )  # fmt: skip
+    capsys.readouterr()
+    assert await payments_cli.reconcile(api.app[DATABASE], settings, args) == 3
+    printed = json.loads(capsys.readouterr().out)
+    assert [r["payment_id"] for r in printed["missing_at_gateway"]] == [gone["id"]]
+    assert [r["payment_id"] for r in printed["mismatched"]] == [unheard["payment_id"]]
 
 
 # ---- integrations ------------------------------------------------------------------------------
