@@ -17,6 +17,13 @@ from sqlalchemy import ColumnElement, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from mitra import access
+from mitra.analytics import (
+    PAYMENT_CAPTURED,
+    PAYMENT_FAILED,
+    PAYMENT_REFUNDED,
+    AnalyticsFact,
+    emit_analytics,
+)
 from mitra.auth.principal import Principal
 from mitra.db import Database, Scope, UnitOfWork, utcnow
 from mitra.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -264,19 +271,6 @@ class PaymentStore:
                 # Another instance credited it between our read and our UPDATE: undo ours.
                 await session.rollback()
                 return False
-            uow.emit(
-                ANALYTICS_TOPIC,
-                key=str(tenant_id),
-                event_type="policy.premium_paid",
-                payload={
-                    "policy_id": str(policy.id),
-                    "payment_id": str(payment_id),
-                    "gateway": payment.gateway,
-                    "amount": str(payment.captured_amount),
-                    "agent_id": str(policy.agent_id),
-                    "status": policy.status.value,
-                },
-            )
             if before_status != policy.status:
                 uow.emit(
                     ANALYTICS_TOPIC,
@@ -639,24 +633,21 @@ async def _move(
     payment = await uow.session.get(Payment, payment_id, populate_existing=True)
     assert payment is not None
     _step(uow, payment, to, detail)
-    if to in (saga.CAPTURED, saga.FAILED) or to == saga.POLICY_CREDITED:
+    if to in (saga.CAPTURED, saga.FAILED):
         _analytics(uow, payment, to)
     return payment
 
 
 def _analytics(uow: UnitOfWork, payment: Payment, to: str) -> None:
-    uow.emit(
-        ANALYTICS_TOPIC,
-        key=str(payment.tenant_id),
-        event_type=f"payment.{to}",
-        payload={
-            "payment_id": str(payment.id),
-            "policy_id": str(payment.policy_id),
-            "agent_id": str(payment.agent_id),
-            "gateway": payment.gateway,
-            "amount": str(payment.captured_amount or payment.amount),
-        },
+    """Captured and failed payments, by gateway, for the analytics dashboard."""
+    event_type = PAYMENT_CAPTURED if to == saga.CAPTURED else PAYMENT_FAILED
+    fact = AnalyticsFact(
+        agent_id=payment.agent_id,
+        amount=payment.captured_amount or payment.amount,
+        currency=payment.currency,
+        gateway=payment.gateway,
     )
+    emit_analytics(uow, event_type, fact)
 
 
 async def _match(session: Any, event: GatewayEvent) -> uuid.UUID | None:
@@ -701,6 +692,16 @@ async def _settle_refund(
         )
     else:
         refund.status = status
+    if refund.status == "processed":
+        payment = await uow.session.get(Payment, refund.payment_id)
+        if payment is not None:
+            fact = AnalyticsFact(
+                agent_id=payment.agent_id,
+                amount=refund.amount,
+                currency=payment.currency,
+                gateway=payment.gateway,
+            )
+            emit_analytics(uow, PAYMENT_REFUNDED, fact)
     uow.session.add(
         PaymentStep(
             tenant_id=refund.tenant_id,

@@ -452,6 +452,23 @@ async def test_a_stripe_refund_is_idempotent_toward_the_gateway(
 
     await eventually(processed, within=10)
 
+    # The dashboard shows what was captured and refunded, by gateway.
+    async def counted() -> dict[str, Any]:
+        _, board = await api.call(
+            "GET", "/api/v1/analytics/dashboard", token=shop.admin.access_token, expect=200
+        )
+        breakdown: dict[str, Any] = board["data"]["breakdown"]
+        return breakdown
+
+    async def both() -> bool:
+        breakdown = await counted()
+        return "stripe/INR" in breakdown.get("payments_refunded", {})
+
+    await eventually(both, within=10)
+    breakdown = await counted()
+    assert breakdown["payments_captured"]["stripe/INR"]["amount"] == "2450.50"
+    assert breakdown["payments_refunded"]["stripe/INR"]["amount"] == "2450.50"
+
 
 # ---- reconciliation ----------------------------------------------------------------------------
 
