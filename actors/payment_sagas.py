@@ -120,8 +120,10 @@ class PaymentSagas:
         settings: PaymentsSettings,
         io_timeout: float,
         observe: Callable[[str, str, float, bool], None] | None = None,
+        counts: Callable[[dict[str, int]], None] | None = None,
     ) -> None:
         self._streams = streams
+        self._counts = counts
         self._store = store
         self._settings = settings
         self.ask_timeout = settings.request_timeout_seconds * 3 + io_timeout
@@ -155,6 +157,8 @@ class PaymentSagas:
         # Every saga a stop interrupted takes its next step again, from its last recorded one.
         for tenant_id, payment_id in await self._store.unfinished():
             self.pool.tell((tenant_id, payment_id), Resume())
+        if self._counts is not None:
+            self._counts(await self._store.count_by_status())
         self._poller = asyncio.get_running_loop().create_task(self._poll(), name="payment-poller")
 
     async def stop(self) -> None:
@@ -181,6 +185,8 @@ class PaymentSagas:
         due = await self._store.unfinished(heard_before=cutoff)
         for key in due:
             self.pool.tell(key, PollMessage())
+        if self._counts is not None:
+            self._counts(await self._store.count_by_status())
         return len(due)
 
     async def _poll(self) -> None:

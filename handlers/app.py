@@ -472,6 +472,7 @@ async def _payments(app: web.Application) -> AsyncIterator[None]:
         settings=settings.payments,
         io_timeout=settings.actors.ask_timeout_seconds,
         observe=app[PAYMENT_METRICS].gateway_call,
+        counts=app[PAYMENT_METRICS].saga_counts,
     )
     app[PAYMENT_SAGAS] = sagas
     await sagas.start()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aioprometheus.collectors import Counter, Histogram, Registry
+from aioprometheus.collectors import Counter, Gauge, Histogram, Registry
 
 
 class PaymentMetrics:
@@ -24,6 +24,16 @@ class PaymentMetrics:
             "SDK calls that failed, by gateway and operation",
             registry=registry,
         )
+
+        self.sagas = Gauge(
+            "mitra_payment_sagas",
+            "payments by saga status, across the tenants (refreshed by the poller)",
+            registry=registry,
+        )
+
+    def saga_counts(self, counts: dict[str, int]) -> None:
+        for status, count in counts.items():
+            self.sagas.set({"status": status}, count)
 
     def webhook(self, gateway: str, outcome: str) -> None:
         self.webhooks.inc({"gateway": gateway, "outcome": outcome})

@@ -311,6 +311,17 @@ class PaymentStore:
             )
             return [(tenant, payment) for tenant, payment in rows]
 
+    async def count_by_status(self) -> dict[str, int]:
+        """Every status with how many payments are in it (zeros included), all tenants."""
+        async with self._db.session(Scope.system()) as session:
+            rows = await session.execute(
+                select(Payment.status, func.count()).group_by(Payment.status)
+            )
+            counts = dict.fromkeys(saga.STATUSES, 0)
+            for status, count in rows:
+                counts[status] = count
+            return counts
+
     # ---- webhooks ----------------------------------------------------------------------------
 
     async def record_webhook(self, tenant_id: uuid.UUID, event: GatewayEvent) -> str:

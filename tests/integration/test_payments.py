@@ -125,6 +125,11 @@ async def test_a_razorpay_order_paid_is_credited_once_whatever_the_webhooks_do(
     # Every event applied: nothing more happens to the policy afterwards.
     await asyncio.sleep(0.2)
     assert (await policy_of(api, shop))["next_due_date"] == policy["next_due_date"]
+    await api.app[PAYMENT_SAGAS].poll_once()  # also refreshes the sagas-by-status gauge
+    metrics = await (await api.client.get("/metrics")).text()
+    assert 'mitra_payment_webhooks_total{gateway="razorpay",outcome="duplicate"} 1' in metrics
+    assert 'mitra_payment_sagas{status="receipt_sent"} 1' in metrics
+    assert 'mitra_payment_gateway_seconds_count{gateway="razorpay",operation="place"} 1' in metrics
 
 
 async def test_forged_stale_and_unsigned_webhooks_are_refused_and_nothing_is_kept(
