@@ -122,6 +122,7 @@ class PaymentSagaActor(BridgedActor):
             )
             return self._drive()
         if isinstance(message, Resume):
+            self._retry_refunds()
             return self._drive()
         if isinstance(message, Poll):
             self._poll()
@@ -340,6 +341,17 @@ class PaymentSagaActor(BridgedActor):
             "status": refunded.status,
             "gateway_refund_id": refunded.refund_id,
         }
+
+    def _retry_refunds(self) -> None:
+        """Ask again for refunds a stop interrupted: the gateway's idempotency key (the
+        refund's id) makes a second request the same refund."""
+        for refund_id, amount, reason in self._io(
+            self._store.open_refunds(self.tenant_id, self.payment_id)
+        ):
+            try:
+                self._refund(Refund(refund_id, amount, reason))
+            except MitraError as exc:
+                log.warning("payment %s: refund %s still open: %s", self.payment_id, refund_id, exc)
 
     # ---- plumbing ----------------------------------------------------------------------------
 

@@ -68,7 +68,7 @@ def payment_json(state: PaymentState) -> dict[str, Any]:
     body=OrderRequest,
     response=OrderResponse,
     status=201,
-    errors=(403, 404, 409, 502, 503),
+    errors=(403, 404, 409, 503),
 )
 async def create_order(request: web.Request) -> web.Response:
     principal = await authenticate(request)
@@ -108,7 +108,7 @@ async def create_order(request: web.Request) -> web.Response:
     body=LinkRequest,
     response=LinkResponse,
     status=201,
-    errors=(403, 404, 409, 502, 503),
+    errors=(403, 404, 409, 503),
 )
 async def create_link(request: web.Request) -> web.Response:
     principal = await authenticate(request)
@@ -221,7 +221,7 @@ async def get_payment(request: web.Request) -> web.Response:
     body=RefundRequest,
     response=RefundCreated,
     status=201,
-    errors=(403, 404, 409, 502, 503),
+    errors=(403, 404, 409, 503),
 )
 async def refund(request: web.Request) -> web.Response:
     principal = await authenticate(request)
@@ -251,7 +251,7 @@ async def refund(request: web.Request) -> web.Response:
     tags=TAGS,
     body=ReconcileRequest,
     response=ReconcileResponse,
-    errors=(403, 404, 502, 503),
+    errors=(403, 404, 409, 503),
 )
 async def reconcile(request: web.Request) -> web.Response:
     principal = await authenticate(request)

@@ -145,8 +145,10 @@ def payment_id_in(notes: Any) -> uuid.UUID | None:
 
 
 class GatewayRefused(MitraError):
-    """The gateway refused what the saga asked of it (answered 502 with its reason)."""
+    """The gateway refused what was asked of it (its reason in the message): the tenant's keys,
+    an amount it will not take. Not an outage (that is `Unavailable`, 503), so a 409: asking
+    again the same way gets the same answer until someone changes something."""
 
-    status = 502
+    status = 409
     code = "gateway_refused"
     default_message = "the payment gateway refused the request"

@@ -415,6 +415,18 @@ class PaymentStore:
             state = PaymentState.of(payment)
         return state, refund.id, wanted
 
+    async def open_refunds(
+        self, tenant_id: uuid.UUID, payment_id: uuid.UUID
+    ) -> list[tuple[uuid.UUID, Decimal, str]]:
+        """Refunds set aside but never answered by the gateway (a crash, an outage)."""
+        async with self._db.session(Scope.tenant(tenant_id)) as session:
+            rows = await session.execute(
+                select(PaymentRefund.id, PaymentRefund.amount, PaymentRefund.reason)
+                .where(PaymentRefund.payment_id == payment_id, PaymentRefund.status == "requested")
+                .order_by(PaymentRefund.created_at)
+            )
+            return [(refund_id, amount, reason) for refund_id, amount, reason in rows]
+
     async def refund_result(
         self,
         tenant_id: uuid.UUID,
@@ -703,16 +715,16 @@ async def _settle_refund(
         )
     else:
         refund.status = status
+    payment = await uow.session.get(Payment, refund.payment_id)
+    assert payment is not None  # refunds go with their payment (ON DELETE CASCADE)
     if refund.status == "processed":
-        payment = await uow.session.get(Payment, refund.payment_id)
-        if payment is not None:
-            fact = AnalyticsFact(
-                agent_id=payment.agent_id,
-                amount=refund.amount,
-                currency=payment.currency,
-                gateway=payment.gateway,
-            )
-            emit_analytics(uow, PAYMENT_REFUNDED, fact)
+        fact = AnalyticsFact(
+            agent_id=payment.agent_id,
+            amount=refund.amount,
+            currency=payment.currency,
+            gateway=payment.gateway,
+        )
+        emit_analytics(uow, PAYMENT_REFUNDED, fact)
     uow.session.add(
         PaymentStep(
             tenant_id=refund.tenant_id,
@@ -732,10 +744,10 @@ async def _settle_refund(
         event_type=f"payment.refund_{refund.status}",
         payload={
             "payment_id": str(refund.payment_id),
-            "provider": "",
+            "provider": payment.gateway,
             "status": f"refund_{refund.status}",
             "amount": str(refund.amount),
-            "currency": "",
+            "currency": payment.currency,
             "refund_id": str(refund.id),
         },
     )

@@ -12,13 +12,15 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 import pytest
 from sqlalchemy import update
 
-from handlers.keys import DATABASE, PAYMENT_SAGAS
+from actors.payment_saga import Resume
+from handlers.keys import DATABASE, PAYMENT_SAGAS, PAYMENTS
 from mitra.cli import build_parser
 from mitra.db import Scope, utcnow
 from mitra.models import Payment
@@ -28,6 +30,7 @@ from tests.conftest import SettingsFactory
 from tests.streams.conftest import eventually
 from tests.support import razorpay_fake, stripe_fake
 from tests.support.api import Api
+from tests.support.chat import principal_of
 from tests.support.payments import (
     Agency,
     Gateways,
@@ -543,3 +546,21 @@ async def test_gateway_secrets_are_shown_masked_and_only_to_admins(api: Api) -> 
     assert stripe_fake.SECRET_KEY not in await response.text()
     status, _ = await api.call("GET", "/api/v1/integrations/stripe", token=shop.agent.access_token)
     assert status == 403
+
+
+async def test_a_refund_a_stop_interrupted_is_asked_again_once_on_resume(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    paid = await paid_order(api, gateways, shop, "razorpay")
+    admin = await principal_of(api, shop.admin)
+    # Set aside, then the instance stopped before asking the gateway.
+    await api.app[PAYMENTS].reserve_refund(admin, uuid.UUID(paid["id"]), Decimal("100.00"), "x")
+    assert gateways.razorpay.refunds == {}
+    sagas = api.app[PAYMENT_SAGAS]
+    for _ in range(2):  # a second resume finds nothing open: no second refund
+        await sagas.ask(shop.tenant_id, uuid.UUID(paid["id"]), Resume())
+    (refund,) = gateways.razorpay.refunds.values()
+    assert refund["amount"] == 10000
+    shown = await payment(api, shop.admin, paid["id"])
+    assert [r["status"] for r in shown["refunds"]] == ["pending"]

@@ -3,9 +3,12 @@ webhooks each gateway would send for what a customer did."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import threading
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -35,6 +38,29 @@ async def serve_gateways() -> AsyncIterator[Gateways]:
     razorpay, stripe = RazorpayFake(), StripeFake()
     async with serve(razorpay.app()) as razorpay_url, serve(stripe.app()) as stripe_url:
         yield Gateways(razorpay, razorpay_url, stripe, stripe_url)
+
+
+@contextmanager
+def gateways_in_thread() -> Iterator[Gateways]:
+    """Both fakes on a loop of their own thread: for tests whose server is another process and
+    whose own code is not async (the contract fuzzing)."""
+    loop = asyncio.new_event_loop()
+    ready: concurrent.futures.Future[Gateways] = concurrent.futures.Future()
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        async with serve_gateways() as served:
+            ready.set_result(served)
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    try:
+        yield ready.result(timeout=10)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
 
 
 @dataclass
