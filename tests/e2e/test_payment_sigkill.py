@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.test_serve import serve_env
-from tests.e2e.test_sigkill import login, start
+from tests.e2e.test_sigkill import database_env, login, start
 from tests.streams.conftest import eventually
 from tests.support import razorpay_fake
 from tests.support.book import customer_body, policy_body
@@ -24,6 +24,7 @@ from tests.support.payments import quarter_after
 from tests.support.razorpay_fake import RazorpayFake, serve
 
 pytestmark = pytest.mark.slow
+__all__ = ["database_env"]  # the SIGKILL test's fixture: SQLite and PostgreSQL
 
 
 async def call(
@@ -37,11 +38,11 @@ async def call(
 
 
 async def test_a_capture_before_a_sigkill_is_credited_once_after_the_restart(
-    tmp_path: Path,
+    tmp_path: Path, database_env: dict[str, str]
 ) -> None:
     fake = RazorpayFake()
     async with serve(fake.app()) as razorpay_url:
-        database = {"MITRA_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'paid.db'}"}
+        database = database_env
         base_env = serve_env(
             MITRA_LOGGING_LEVEL="WARNING", MITRA_PAYMENTS_RAZORPAY_BASE_URL=razorpay_url, **database
         )

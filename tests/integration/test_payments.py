@@ -298,6 +298,8 @@ async def test_an_unpaid_link_expires_is_cancelled_and_the_customer_told(
     done = await reaches(api, shop, link["payment_id"], "compensated")
     assert gateways.stripe.sessions[link["link_id"]]["status"] == "expired"
     assert [s["step"] for s in done["steps"]][-2:] == ["expired", "compensated"]
+    told = [m["body"] for m in await conversation_messages(api, shop)]
+    assert any("was not completed in time" in body for body in told), told
 
 
 # ---- links in the chat -------------------------------------------------------------------------
