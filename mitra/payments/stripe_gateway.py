@@ -3,6 +3,7 @@ Checkout Sessions as links, retrieves, refunds and the PaymentIntents list. Bloc
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import Any
 
@@ -82,7 +83,7 @@ class StripeGateway:
                 "metadata": charge.notes,
                 "payment_intent_data": {"metadata": charge.notes},
                 "client_reference_id": str(charge.payment_id),
-                "expires_at": int(charge.expires_at.timestamp()),
+                "expires_at": _session_expiry(charge.expires_at),
                 "success_url": self._return_url,
             },
             options={"idempotency_key": f"link-{charge.payment_id}"},
@@ -167,6 +168,13 @@ class StripeGateway:
             raise GatewayError(
                 f"Stripe failed: {exc.user_message or exc}", retryable=True
             ) from None
+
+
+def _session_expiry(wanted: datetime) -> int:
+    """Stripe takes a Checkout Session's expiry 30 minutes to 24 hours ahead: the link's own
+    expiry, held within that (the saga expires the payment at its own time all the same)."""
+    now = time.time()
+    return int(min(max(wanted.timestamp(), now + 31 * 60), now + 24 * 3600 - 5 * 60))
 
 
 def _plain(metadata: Any) -> dict[str, Any]:

@@ -207,6 +207,13 @@ class StripeFake:
             return _error(400, "invalid_request_error", "Missing required param: line_items.")
         if not form.get("success_url"):
             return _error(400, "invalid_request_error", "Missing required param: success_url.")
+        expires_at = int(form.get("expires_at", time.time() + 86400))
+        if not time.time() + 1800 <= expires_at <= time.time() + 86400:
+            return _error(
+                400, "invalid_request_error",
+                "The `expires_at` timestamp must be between 30 minutes and 24 hours from now.",
+                "expires_at",
+            )  # fmt: skip
         item = form["line_items"][0]
         price = item["price_data"]
         amount = int(price["unit_amount"]) * int(item.get("quantity", 1))
@@ -222,7 +229,7 @@ class StripeFake:
             "metadata": form.get("metadata", {}),
             "intent_metadata": form.get("payment_intent_data", {}).get("metadata", {}),
             "client_reference_id": form.get("client_reference_id"),
-            "expires_at": int(form.get("expires_at", time.time() + 86400)),
+            "expires_at": expires_at,
             "url": f"https://checkout.stripe.com/c/pay/{session_id}",
             "mode": "payment",
         }
