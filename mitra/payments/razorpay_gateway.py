@@ -46,7 +46,11 @@ class RazorpayGateway:
         self._timeout = timeout
 
     def place_order(self, charge: Charge) -> Placed:
-        order = self._call(
+        # Orders have no idempotency key; the receipt (our payment id) finds one made by an
+        # attempt whose answer was lost (a timeout, a crash), so a retry does not make two.
+        earlier = self._call(self._client.order.all, {"receipt": str(charge.payment_id)})
+        items = earlier.get("items") or []
+        order = items[0] if items else self._call(
             self._client.order.create,
             {
                 "amount": _minor(charge),
@@ -54,7 +58,7 @@ class RazorpayGateway:
                 "receipt": str(charge.payment_id),
                 "notes": charge.notes,
             },
-        )
+        )  # fmt: skip
         return Placed(
             str(order["id"]),
             {"key_id": self.key_id, "order_id": order["id"], "amount": order["amount"]},

@@ -566,3 +566,19 @@ async def test_a_refund_a_stop_interrupted_is_asked_again_once_on_resume(
     assert refund["amount"] == 10000
     shown = await payment(api, shop.admin, paid["id"])
     assert [r["status"] for r in shown["refunds"]] == ["pending"]
+
+
+async def test_an_order_whose_answer_was_lost_is_found_again_not_made_twice(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    holder = await principal_of(api, shop.holder)
+    state, _ = await api.app[PAYMENTS].create(
+        holder, uuid.UUID(shop.policy["id"]), "razorpay", "order",
+        idempotency_key="lost-answer", expires_in=timedelta(minutes=30),
+    )  # fmt: skip
+    # Razorpay made the order, but its answer never reached the saga (a timeout, a crash).
+    made = gateways.razorpay._order(245050, "INR", str(state.id), {"payment_id": str(state.id)})
+    again = await order(api, shop.holder, shop.policy["id"], "razorpay", key="lost-answer")
+    assert again["order_id"] == made["id"]
+    assert len(gateways.razorpay.orders) == 1

@@ -63,6 +63,7 @@ class RazorpayFake:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
         app.router.add_post("/v1/orders", self._create_order)
+        app.router.add_get("/v1/orders", self._list_orders)
         app.router.add_get("/v1/orders/{id}", self._fetch_order)
         app.router.add_get("/v1/orders/{id}/payments", self._order_payments)
         app.router.add_post("/v1/payment_links", self._create_link)
@@ -153,6 +154,11 @@ class RazorpayFake:
             return _error(400, "BAD_REQUEST_ERROR", "Currency is not supported", "currency")
         order = self._order(amount, body["currency"], body.get("receipt", ""), body.get("notes"))
         return web.json_response(order)
+
+    async def _list_orders(self, request: web.Request) -> web.Response:
+        receipt = request.query.get("receipt")
+        items = [o for o in self.orders.values() if receipt is None or o["receipt"] == receipt]
+        return web.json_response({"entity": "collection", "count": len(items), "items": items})
 
     async def _fetch_order(self, request: web.Request) -> web.Response:
         order = self.orders.get(request.match_info["id"])
