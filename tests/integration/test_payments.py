@@ -283,20 +283,25 @@ async def test_a_missed_webhook_is_found_by_polling_the_gateway(
     assert "polled" in [s["step"] for s in done["steps"]]
 
 
+@pytest.mark.parametrize("gateway", ["stripe", "razorpay"])
 async def test_an_unpaid_link_expires_is_cancelled_and_the_customer_told(
-    api: Api, gateways: Gateways
+    api: Api, gateways: Gateways, gateway: str
 ) -> None:
     shop = await agency(api)
     _, body = await api.call(
         "POST", "/api/v1/payments/links", token=shop.agent.access_token,
-        json={"policy_id": shop.policy["id"], "gateway": "stripe"}, expect=201,
+        json={"policy_id": shop.policy["id"], "gateway": gateway}, expect=201,
     )  # fmt: skip
     link = body["data"]
-    assert link["url"].startswith("https://checkout.stripe.com/")
     await expire_now(api, shop, link["payment_id"])
     await api.app[PAYMENT_SAGAS].poll_once()
     done = await reaches(api, shop, link["payment_id"], "compensated")
-    assert gateways.stripe.sessions[link["link_id"]]["status"] == "expired"
+    if gateway == "stripe":
+        assert link["url"].startswith("https://checkout.stripe.com/")
+        assert gateways.stripe.sessions[link["link_id"]]["status"] == "expired"
+    else:
+        assert link["url"].startswith("https://rzp.io/")
+        assert gateways.razorpay.links[link["link_id"]]["status"] == "cancelled"
     assert [s["step"] for s in done["steps"]][-2:] == ["expired", "compensated"]
     told = [m["body"] for m in await conversation_messages(api, shop)]
     assert any("was not completed in time" in body for body in told), told
