@@ -21,6 +21,7 @@ from actors.assistant import AssistantParts, ModeAnnouncer
 from actors.assistant_inbound import AssistantInbound
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.payment_sagas import CustomerMessages, PaymentSagas
 from actors.whatsapp_inbound import WhatsAppInboundConsumer
 from actors.whatsapp_sender import WhatsAppSender
 from handlers import (
@@ -35,6 +36,7 @@ from handlers import (
     docs,
     health,
     integrations,
+    payments,
     policies,
     users,
     whatsapp,
@@ -70,6 +72,10 @@ from handlers.keys import (
     NOTIFIER,
     OUTBOX,
     PASSWORD_HASHER,
+    PAYMENT_GATEWAYS,
+    PAYMENT_METRICS,
+    PAYMENT_SAGAS,
+    PAYMENTS,
     POLICIES,
     READINESS_CHECKS,
     SETTINGS,
@@ -86,6 +92,7 @@ from handlers.keys import (
 from handlers.metrics_access import MetricsGuard
 from handlers.middlewares import MIDDLEWARES
 from handlers.user_frames import UserFrames
+from handlers.webhooks import payments as payment_webhooks
 from handlers.webhooks import whatsapp as whatsapp_webhooks
 from mitra import migrate
 from mitra.accounts import AccountService
@@ -115,6 +122,9 @@ from mitra.notifications.delivery import DeliveringNotifier
 from mitra.notifications.sms import HttpSmsSender
 from mitra.notifications.smtp import SmtpSender
 from mitra.observability import HttpMetrics
+from mitra.payments import PaymentStore
+from mitra.payments.factories import gateway_factories
+from mitra.payments.metrics import PaymentMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
 from mitra.whatsapp.graph import GraphClient
@@ -177,6 +187,7 @@ def create_app(
     app.cleanup_ctx.append(_chat)
     app.cleanup_ctx.append(_whatsapp)
     app.cleanup_ctx.append(_assistant)
+    app.cleanup_ctx.append(_payments)
     app.on_shutdown.append(_close_sockets)
     for module in (
         health,
@@ -191,6 +202,8 @@ def create_app(
         whatsapp_webhooks,
         whatsapp,
         assistant,
+        payments,
+        payment_webhooks,
         asyncapi,
         docs,
         console,
@@ -281,6 +294,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[WHATSAPP_METRICS] = WhatsAppMetrics(app[METRICS])
     app[WHATSAPP_LEDGER] = SendLedger(database)
     app[WHATSAPP_TEMPLATES] = TemplateBook(database)
+    app[PAYMENTS] = PaymentStore(database, settings.payments.currency)
+    app[PAYMENT_METRICS] = PaymentMetrics(app[METRICS])
     add_readiness_check(app, "database", database.ping)
     yield
     await database.dispose()
@@ -501,6 +516,32 @@ async def _assistant(app: web.Application) -> AsyncIterator[None]:
     if inbound is not None:
         await inbound.stop()
     await llm.close()
+
+
+async def _payments(app: web.Application) -> AsyncIterator[None]:
+    """The payment sagas' pool and this instance's member of `payments-saga`; unfinished
+    sagas resume now, and the poller nudges those that heard nothing for too long."""
+    settings = app[SETTINGS]
+    gateways = gateway_factories(settings.payments)
+    app[PAYMENT_GATEWAYS] = gateways
+    sagas = PaymentSagas(
+        app[ACTORS],
+        app[STREAMS],
+        store=app[PAYMENTS],
+        integrations=app[INTEGRATIONS],
+        gateways=gateways,
+        messages=CustomerMessages(
+            app[DATABASE], app[CONVERSATIONS], app[CHAT_ROUTER], app[USER_FRAMES].send
+        ),
+        settings=settings.payments,
+        io_timeout=settings.actors.ask_timeout_seconds,
+        observe=app[PAYMENT_METRICS].gateway_call,
+        counts=app[PAYMENT_METRICS].saga_counts,
+    )
+    app[PAYMENT_SAGAS] = sagas
+    await sagas.start()
+    yield
+    await sagas.stop()
 
 
 async def _close_sockets(app: web.Application) -> None:

@@ -12,6 +12,8 @@ from actors.assistant import ModeAnnouncer
 from actors.assistant_inbound import AssistantInbound
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.payment_saga import GatewayFactory
+from actors.payment_sagas import PaymentSagas
 from handlers.chat_hub import SocketHub
 from handlers.metrics_access import MetricsGuard
 from handlers.user_frames import UserFrames
@@ -25,6 +27,8 @@ from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.integrations import IntegrationService
 from mitra.observability import HttpMetrics
+from mitra.payments import PaymentStore
+from mitra.payments.metrics import PaymentMetrics
 from mitra.policies import PolicyService
 from mitra.settings import Settings
 from mitra.whatsapp.graph import GraphClient
@@ -85,3 +89,7 @@ ASSISTANT_ANNOUNCER = web.AppKey("assistant_announcer", ModeAnnouncer)
 ASSISTANT_INBOUND = web.AppKey("assistant_inbound", AssistantInbound)
 # The agent console (issue 14): the built page and assets, None when it was not built.
 CONSOLE_BUILD = web.AppKey[ConsoleBuild | None]("console_build")
+PAYMENTS = web.AppKey("payments", PaymentStore)
+PAYMENT_SAGAS = web.AppKey("payment_sagas", PaymentSagas)
+PAYMENT_GATEWAYS = web.AppKey("payment_gateways", dict[str, GatewayFactory])
+PAYMENT_METRICS = web.AppKey("payment_metrics", PaymentMetrics)

@@ -42,6 +42,7 @@ MESSAGE_FAILED = "message.failed"  # a channel refused it for good (WhatsApp, wi
 CONVERSATION_OPENED = "conversation.opened"
 PAYMENT_CAPTURED = "payment.captured"
 PAYMENT_FAILED = "payment.failed"
+PAYMENT_REFUNDED = "payment.refunded"  # a refund the gateway processed (its amount)
 IMPORT_FINISHED = "import.finished"
 POLICY_CREATED = "policy.created"
 POLICY_STATUS_CHANGED = "policy.status_changed"
@@ -52,8 +53,9 @@ BOT_ESCALATED = "bot.escalated"  # the assistant handed a customer to their agen
 MESSAGES = "messages"  # dimension: "<channel>/<direction>"
 MESSAGES_FAILED = "messages_failed"  # dimension: "<channel>/<error code>"
 CONVERSATIONS_OPENED = "conversations_opened"  # dimension: channel
-PAYMENTS_CAPTURED = "payments_captured"  # dimension: currency
-PAYMENTS_FAILED = "payments_failed"  # dimension: currency
+PAYMENTS_CAPTURED = "payments_captured"  # dimension: currency, or "<gateway>/<currency>"
+PAYMENTS_FAILED = "payments_failed"  # dimension: currency, or "<gateway>/<currency>"
+PAYMENTS_REFUNDED = "payments_refunded"  # dimension: "<gateway>/<currency>"
 IMPORTS_FINISHED = "imports_finished"
 IMPORT_ROWS = "import_rows"  # dimension: "imported" or "failed"
 POLICIES_CREATED = "policies_created"
@@ -66,6 +68,7 @@ METRICS = (
     CONVERSATIONS_OPENED,
     PAYMENTS_CAPTURED,
     PAYMENTS_FAILED,
+    PAYMENTS_REFUNDED,
     IMPORTS_FINISHED,
     IMPORT_ROWS,
     POLICIES_CREATED,
@@ -73,7 +76,7 @@ METRICS = (
     BOT_REPLIES,
     BOT_ESCALATIONS,
 )
-AMOUNT_METRICS = frozenset({PAYMENTS_CAPTURED, PAYMENTS_FAILED})
+AMOUNT_METRICS = frozenset({PAYMENTS_CAPTURED, PAYMENTS_FAILED, PAYMENTS_REFUNDED})
 
 MAX_RANGE_DAYS = 366
 DEFAULT_RANGE_DAYS = 30
@@ -102,6 +105,7 @@ class AnalyticsFact(BaseModel):
     error_code: int | None = None
     source: str | None = Field(None, min_length=1, max_length=30)
     reason: str | None = Field(None, min_length=1, max_length=30)
+    gateway: str | None = Field(None, min_length=1, max_length=16)  # payments: which gateway
 
 
 def emit_analytics(
@@ -150,7 +154,9 @@ def _payment(metric: str) -> Callable[[AnalyticsFact], list[Increment]]:
     def rule(fact: AnalyticsFact) -> list[Increment]:
         if fact.amount is None:
             raise InvalidInput.for_field("amount", f"{metric} needs amount")
-        return [Increment(metric, fact.currency or "INR", amount=fact.amount.quantize(CENT))]
+        currency = fact.currency or "INR"
+        dimension = f"{fact.gateway}/{currency}" if fact.gateway else currency
+        return [Increment(metric, dimension, amount=fact.amount.quantize(CENT))]
 
     return rule
 
@@ -192,6 +198,7 @@ _RULES: dict[str, Callable[[AnalyticsFact], list[Increment]]] = {
     CONVERSATION_OPENED: _conversation,
     PAYMENT_CAPTURED: _payment(PAYMENTS_CAPTURED),
     PAYMENT_FAILED: _payment(PAYMENTS_FAILED),
+    PAYMENT_REFUNDED: _payment(PAYMENTS_REFUNDED),
     IMPORT_FINISHED: _import,
     POLICY_CREATED: _policy_created,
     POLICY_STATUS_CHANGED: _policy_status,

@@ -22,6 +22,7 @@ from mitra.errors import MitraError
 from mitra.models import Role
 from mitra.password_input import PasswordInputError, add_password_input, read_password
 from mitra.policies import PolicyService
+from mitra.payments import cli as payments_cli
 from mitra.settings import Settings, SettingsError, load_settings
 
 ServeCommand = Callable[[Settings, argparse.Namespace], int]
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     seed = demo.add_parser("seed", help="give a tenant a small book of customers and policies")
     seed.add_argument("--tenant", required=True)
+    payments_cli.add_commands(commands)
     return parser
 
 
@@ -118,6 +120,7 @@ async def _operator_command(settings: Settings, args: argparse.Namespace) -> int
             ("tenant", "create"): lambda: _create_tenant(accounts, args),
             ("user", "create"): lambda: _create_user(accounts, args),
             ("demo", "seed"): lambda: _seed_demo(database, args),
+            ("payments", "reconcile"): lambda: payments_cli.reconcile(database, settings, args),
         }
         return await handlers[(args.command, args.action)]()
     finally:

@@ -233,6 +233,25 @@ class WhatsAppSettings(_Section):
     retry_max_attempts: int = Field(5, ge=1)
 
 
+class PaymentsSettings(_Section):
+    """Premium payments: where the gateways' SDKs point, and the sagas' clocks."""
+
+    razorpay_base_url: str = "https://api.razorpay.com"
+    stripe_base_url: str = "https://api.stripe.com"
+    currency: str = Field("INR", pattern=r"^[A-Z]{3}$")
+    request_timeout_seconds: float = Field(15.0, gt=0)
+    order_expiry_minutes: int = Field(30, ge=1, le=60 * 24 * 30)
+    link_expiry_minutes: int = Field(60 * 24, ge=16, le=60 * 24 * 180)
+    poll_after_seconds: float = Field(600.0, gt=0)
+    poll_interval_seconds: float = Field(60.0, gt=0)
+    webhook_max_bytes: int = Field(256 * 1024, ge=1024)
+    # Where Stripe's hosted Checkout sends the customer once paid.
+    return_url: str = "http://127.0.0.1:8080/"
+    # Tests only (refused in production): the saga waits this long after recording `captured`
+    # and before crediting, so a test can kill the process at exactly that point.
+    test_pause_after_captured_seconds: float = Field(0.0, ge=0)
+
+
 class MetricsSettings(_Section):
     # repr=False: a bearer token must not reach a log line through a settings dump.
     token: str = Field("", repr=False)
@@ -314,6 +333,7 @@ class Settings(BaseModel):
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     integrations: IntegrationsSettings = Field(default_factory=IntegrationsSettings)
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
+    payments: PaymentsSettings = Field(default_factory=PaymentsSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     chatbot: ChatbotSettings = Field(default_factory=ChatbotSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
@@ -447,6 +467,14 @@ def _describe(exc: ValidationError, sources: dict[tuple[str, str], str]) -> str:
 _SECRET_NAME = re.compile(r"secret|password|token|_key\b")
 
 
+def _check_payments_production(payments: PaymentsSettings) -> None:
+    if payments.test_pause_after_captured_seconds:
+        raise SettingsError(
+            "invalid setting payments.test_pause_after_captured_seconds: a test-only fault point,"
+            " refused in production"
+        )
+
+
 def check_production(settings: Settings) -> None:
     """Refuse development-only defaults when `server.env` is production."""
     if not settings.is_production:
@@ -471,6 +499,7 @@ def check_production(settings: Settings) -> None:
             "invalid setting integrations.secrets_key: the development key is refused in"
             " production; set MITRA_INTEGRATIONS_SECRETS_KEY (32 random bytes, base64)"
         )
+    _check_payments_production(settings.payments)
     notifier = settings.notifier
     if notifier.backend == "log":
         raise SettingsError(

@@ -73,7 +73,10 @@ class WhatsAppOutbound(Payload):
 
 
 class PaymentEvent(Payload):
-    """A step of a payment saga or a verified provider webhook (Razorpay, Stripe)."""
+    """A step of a payment saga (`payment.<step>`) or a verified provider webhook
+    (`payment.webhook`, the gateway's event read by `mitra.payments.webhooks` in `event`)."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     payment_id: UUID
     provider: Literal["razorpay", "stripe"]

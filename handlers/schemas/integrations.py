@@ -54,3 +54,53 @@ class WhatsAppIntegrationResponse(ResponseModel):
     verify_token: str = Field(description="masked: its last 4 characters")
     webhook_path: str = Field(description="where Meta posts this tenant's webhooks")
     updated_at: datetime
+
+
+# ---- payment gateways (issue 10) -----------------------------------------------------------------
+
+
+class RazorpayIntegrationRequest(RequestModel):
+    key_id: str = Field(
+        pattern=r"^rzp_(test|live)_[A-Za-z0-9]{6,40}$", description="the API key id (public)"
+    )
+    key_secret: str | None = Field(
+        None, min_length=8, max_length=500, description="left out, the stored one is kept"
+    )
+    webhook_secret: str | None = Field(
+        None, min_length=8, max_length=500, description="signs Razorpay's webhooks; left out, kept"
+    )
+
+
+class RazorpayIntegrationResponse(ResponseModel):
+    provider: str
+    key_id: str
+    key_secret: str = Field(description="masked: its last 4 characters")
+    webhook_secret: str = Field(description="masked: its last 4 characters")
+    webhook_path: str = Field(description="where Razorpay posts this tenant's webhooks")
+    updated_at: datetime
+
+
+class StripeIntegrationRequest(RequestModel):
+    publishable_key: str = Field(
+        pattern=r"^pk_(test|live)_[A-Za-z0-9]{6,200}$", description="the publishable key"
+    )
+    secret_key: str | None = Field(
+        None,
+        pattern=r"^(sk|rk)_(test|live)_[A-Za-z0-9]{6,200}$",
+        description="left out, the stored one is kept",
+    )
+    webhook_secret: str | None = Field(
+        None,
+        min_length=8,
+        max_length=500,
+        description="the endpoint's signing secret (whsec_…); left out, kept",
+    )
+
+
+class StripeIntegrationResponse(ResponseModel):
+    provider: str
+    publishable_key: str
+    secret_key: str = Field(description="masked: its last 4 characters")
+    webhook_secret: str = Field(description="masked: its last 4 characters")
+    webhook_path: str = Field(description="where Stripe posts this tenant's webhooks")
+    updated_at: datetime

@@ -14,6 +14,7 @@ from mitra.models.assistant import AssistantSettings, AssistantUsage, CallbackRe
 from mitra.models.chat import Conversation, ConversationMember, Message
 from mitra.models.integrations import TenantIntegration
 from mitra.models.outbox import OutboxEvent, ProcessedEvent
+from mitra.models.payments import Payment, PaymentRefund, PaymentStep, PaymentWebhook
 from mitra.models.policies import (
     Customer,
     Policy,
@@ -38,6 +39,10 @@ __all__ = [
     "OtpChallenge",
     "OutboxEvent",
     "PasswordResetToken",
+    "Payment",
+    "PaymentRefund",
+    "PaymentStep",
+    "PaymentWebhook",
     "Policy",
     "PolicyStatus",
     "PolicyType",

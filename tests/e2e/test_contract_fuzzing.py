@@ -27,6 +27,7 @@ from schemathesis.checks import (
 )
 
 from tests.e2e.test_serve import SERVING, mitra_serve, serve_env
+from tests.support.payments import gateways_in_thread
 
 pytestmark = pytest.mark.slow
 EXAMPLES_PER_OPERATION = 8
@@ -44,7 +45,12 @@ CHECKS = [
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
     """A server on the laptop defaults with its demo tenant: (base URL, email -> password)."""
     workdir = tmp_path_factory.mktemp("fuzz")
+    # The gateways' SDKs reach local fakes, not the providers (the fuzzer may set keys up).
+    gateways = gateways_in_thread()
+    payments = gateways.__enter__().settings
     env = serve_env(
+        MITRA_PAYMENTS_RAZORPAY_BASE_URL=payments["razorpay_base_url"],
+        MITRA_PAYMENTS_STRIPE_BASE_URL=payments["stripe_base_url"],
         MITRA_LOGGING_LEVEL="ERROR",
         # Thousands of requests from one address in seconds, many of them logins.
         MITRA_AUTH_RATE_LIMIT_PER_IP="1000000",
@@ -77,6 +83,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         finally:
             os.killpg(process.pid, signal.SIGINT)
             process.wait(30)
+            gateways.__exit__(None, None, None)
     errors = (workdir / "stderr.log").read_text()
     assert "Traceback" not in errors, errors[-4000:]
 

@@ -108,6 +108,7 @@ async def test_events_fold_into_figures_once_even_when_delivered_again_or_replay
         a.CONVERSATIONS_OPENED: (1, None),
         a.PAYMENTS_CAPTURED: (2, Decimal("1600.00")),
         a.PAYMENTS_FAILED: (1, Decimal("10.00")),
+        a.PAYMENTS_REFUNDED: (0, Decimal("0.00")),
         a.IMPORTS_FINISHED: (1, None),
         a.IMPORT_ROWS: (10, None),
         a.POLICIES_CREATED: (1, None),
