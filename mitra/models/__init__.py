@@ -11,6 +11,7 @@ from mitra.models.accounts import (
 )
 from mitra.models.analytics import NO_AGENT, AnalyticsDaily
 from mitra.models.chat import Conversation, ConversationMember, Message
+from mitra.models.imports import ImportJob, ImportRowError, ImportStatus, ImportType
 from mitra.models.integrations import TenantIntegration
 from mitra.models.outbox import OutboxEvent, ProcessedEvent
 from mitra.models.policies import (
@@ -29,6 +30,10 @@ __all__ = [
     "Conversation",
     "ConversationMember",
     "Customer",
+    "ImportJob",
+    "ImportRowError",
+    "ImportStatus",
+    "ImportType",
     "Message",
     "OtpChallenge",
     "OutboxEvent",
