@@ -64,6 +64,7 @@ from handlers.keys import (
     READINESS_CHECKS,
     SETTINGS,
     STREAMS,
+    USER_FRAMES,
     WHATSAPP_GRAPH,
     WHATSAPP_INBOX,
     WHATSAPP_LEDGER,
@@ -74,6 +75,7 @@ from handlers.keys import (
 )
 from handlers.metrics_access import MetricsGuard
 from handlers.middlewares import MIDDLEWARES
+from handlers.user_frames import UserFrames
 from handlers.webhooks import whatsapp as whatsapp_webhooks
 from mitra import migrate
 from mitra.accounts import AccountService
@@ -381,6 +383,7 @@ async def _chat(app: web.Application) -> AsyncIterator[None]:
     fanout = ChatFanout(app[STREAMS], uuid.uuid4().hex, [hub.deliver, router.on_event])
     app[CHAT_ROUTER] = router
     app[CHAT_FANOUT] = fanout
+    app[USER_FRAMES] = UserFrames(app[STREAMS])
     await fanout.start()
     await router.start()
     # A revoked session's sockets close with 4401: pushed at once, re-checked now and then.

@@ -23,6 +23,7 @@ import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from datetime import datetime
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
@@ -38,6 +39,8 @@ CLOSE_SLOW_CONSUMER = 4008
 """The client fell behind; reconnect and join with the last seq seen."""
 
 MESSAGE_EVENT = "message.accepted"
+USER_FRAME_EVENT = "user.frame"
+"""A frame for every socket of some users (import progress, escalations), not a conversation's."""
 # `status`: how far a WhatsApp message got (sent, delivered, read, failed), from Meta.
 RELAYED_EVENTS = {"typing", "read", "presence", "status"}
 # Past this many bytes waiting in a transport, frames queue behind the socket's writer task,
@@ -236,11 +239,13 @@ class SocketHub:
         self.rooms: dict[uuid.UUID, set[ClientSocket]] = defaultdict(set)
         self.sockets: set[ClientSocket] = set()
         self.sessions: dict[uuid.UUID, set[ClientSocket]] = {}
+        self.users: dict[uuid.UUID, set[ClientSocket]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     def add(self, socket: ClientSocket) -> None:
         self.sockets.add(socket)
         self.sessions.setdefault(socket.principal.session_id, set()).add(socket)
+        self.users.setdefault(socket.user_id, set()).add(socket)
         self.metrics.opened()
 
     def remove(self, socket: ClientSocket) -> list[uuid.UUID]:
@@ -253,6 +258,11 @@ class SocketHub:
             same_session.discard(socket)
             if not same_session:
                 del self.sessions[socket.principal.session_id]
+        same_user = self.users.get(socket.user_id)
+        if same_user is not None:
+            same_user.discard(socket)
+            if not same_user:
+                del self.users[socket.user_id]
         self.metrics.closed()
         left = socket.conversations()
         for conversation_id in left:
@@ -316,6 +326,9 @@ class SocketHub:
     def deliver(self, event: Event) -> None:
         """A `chat.events` listener: messages committed anywhere, and relayed events."""
         payload = event.payload
+        if event.type == USER_FRAME_EVENT:
+            self.deliver_to_users(event.tenant_id, payload["user_ids"], payload["frame"])
+            return
         conversation_id = uuid.UUID(payload["conversation_id"])
         room = self.rooms.get(conversation_id)
         if not room:
@@ -336,6 +349,19 @@ class SocketHub:
                 # Relayed to the others: not back to the socket it came from.
                 if str(socket.id) != origin:
                     socket.push(frame)
+
+    def deliver_to_users(
+        self, tenant_id: str, user_ids: Iterable[str], frame: dict[str, Any]
+    ) -> None:
+        """Every socket of these users on this instance gets the frame (once per socket)."""
+        encoded: Frame | None = None
+        for user_id in user_ids:
+            for socket in list(self.users.get(uuid.UUID(user_id), ())):
+                # A user id is unique across tenants; the check is a second lock on the door.
+                if str(socket.principal.tenant_id) != tenant_id:
+                    continue
+                encoded = encoded or encode(frame)
+                socket.push(encoded)
 
     def _offer(
         self, room: set[ClientSocket], conversation_id: uuid.UUID, seq: int, frame: Frame

@@ -12,6 +12,7 @@ from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
 from handlers.chat_hub import SocketHub
 from handlers.metrics_access import MetricsGuard
+from handlers.user_frames import UserFrames
 from mitra.accounts import AccountService
 from mitra.analytics import AnalyticsService
 from mitra.auth import AuthService, Notifier, PasswordHasher
@@ -59,6 +60,8 @@ CHAT_ROUTER = web.AppKey("chat_router", ChatRouter)
 CHAT_HUB = web.AppKey("chat_hub", SocketHub)
 CHAT_LIMITS = web.AppKey("chat_limits", ChatLimits)
 CHAT_FANOUT = web.AppKey("chat_fanout", ChatFanout)
+USER_FRAMES = web.AppKey("user_frames", UserFrames)
+"""Frames for a user's sockets on every instance (`handlers/user_frames.py`)."""
 READINESS_CHECKS = web.AppKey("readiness_checks", dict[str, ReadinessCheck])
 METRICS_COLLECTORS = web.AppKey("metrics_collectors", list[Callable[[], None]])
 """Run before each /metrics scrape: components that count in plain ints copy them over."""
