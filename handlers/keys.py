@@ -10,6 +10,7 @@ from aioprometheus.collectors import Registry
 from actors import ActorSystem
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.imports import ImportPipelines
 from handlers.chat_hub import SocketHub
 from handlers.metrics_access import MetricsGuard
 from handlers.user_frames import UserFrames
@@ -19,6 +20,7 @@ from mitra.auth import AuthService, Notifier, PasswordHasher
 from mitra.chat import ChatLimits, ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
+from mitra.imports import ImportService
 from mitra.integrations import IntegrationService
 from mitra.observability import HttpMetrics
 from mitra.policies import PolicyService
@@ -72,3 +74,6 @@ WHATSAPP_METRICS = web.AppKey("whatsapp_metrics", WhatsAppMetrics)
 WHATSAPP_LEDGER = web.AppKey("whatsapp_ledger", SendLedger)
 WHATSAPP_GRAPH = web.AppKey("whatsapp_graph", GraphClient)
 WHATSAPP_TEMPLATES = web.AppKey("whatsapp_templates", TemplateBook)
+# The import pipeline (issue 11): the service the handlers call, and this instance's actors.
+IMPORTS = web.AppKey("imports", ImportService)
+IMPORT_PIPELINES = web.AppKey("import_pipelines", ImportPipelines)
