@@ -40,8 +40,6 @@ def open_rows(path: Path, file_format: str, sheet: str | None) -> Iterator[Itera
     elif file_format == "xlsx":
         # pyexcel-xlsx loads the whole workbook to skip hidden rows unless told not to.
         options.update(skip_hidden_row_and_column=False, detect_merged_cells=False)
-    elif file_format == "ods":
-        options.update(skip_hidden_row_and_column=False)
     try:
         rows = pyexcel.iget_array(**options)
         yield _guarded(rows)

@@ -64,9 +64,11 @@ def _with_cached_values(data: bytes, cached: dict[str, Any]) -> bytes:
             if item.filename == "xl/worksheets/sheet1.xml":
                 text = content.decode()
                 for ref, value in cached.items():
+                    # A text result is typed "str", as Excel stores it; a number is untyped.
+                    kind = "" if isinstance(value, int | float) else ' t="str"'
                     text = re.sub(
-                        rf'(<c r="{ref}"[^>]*>)(<f>[^<]*</f>)(<v\s*/>|<v></v>)?',
-                        rf"\g<1>\g<2><v>{value}</v>",
+                        rf'<c r="{ref}"[^>]*>(<f>[^<]*</f>)(<v\s*/>|<v></v>)?',
+                        rf'<c r="{ref}"{kind}>\g<1><v>{value}</v>',
                         text,
                     )
                 content = text.encode()
@@ -92,7 +94,8 @@ def ods_bytes(rows: Rows) -> bytes:
 
 
 def read_book(data: bytes, fmt: str) -> list[list[Any]]:
-    return [list(row) for row in pyexcel.get_array(file_content=data, file_type=fmt)]
+    options = {"encoding": "utf-8-sig"} if fmt == "csv" else {}
+    return [list(r) for r in pyexcel.get_array(file_content=data, file_type=fmt, **options)]
 
 
 async def upload(
@@ -103,11 +106,11 @@ async def upload(
     import_type: str = "customers",
     *,
     expect: int | None = 202,
-    **fields: str,
+    fields: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, Any]]:
     form = aiohttp.FormData()
     form.add_field("import_type", import_type)
-    for key, value in fields.items():
+    for key, value in (fields or {}).items():
         form.add_field(key, value)
     form.add_field("file", data, filename=name, content_type="application/octet-stream")
     response = await api.client.post(IMPORTS, data=form, headers=account.headers)
@@ -139,7 +142,7 @@ async def import_file(
     import_type: str = "customers",
     **fields: str,
 ) -> dict[str, Any]:
-    _, body = await upload(api, account, name, data, import_type, **fields)
+    _, body = await upload(api, account, name, data, import_type, fields=fields)
     return await finished(api, account, body["data"]["import_id"])
 
 
