@@ -17,6 +17,7 @@ from mitra.accounts import AccountService, NewUser
 from mitra.auth import PasswordHasher
 from mitra.db import Database
 from mitra.errors import MitraError
+from mitra.imports.cli import add_import_command, run_import
 from mitra.models import Role
 from mitra.password_input import PasswordInputError, add_password_input, read_password
 from mitra.settings import Settings, SettingsError, load_settings
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     create_user.add_argument("--role", required=True, choices=[role.value for role in Role])
     create_user.add_argument("--first-name", default="New")
     create_user.add_argument("--last-name", default="User")
+
+    add_import_command(commands)
     return parser
 
 
@@ -100,6 +103,8 @@ async def _operator_command(settings: Settings, args: argparse.Namespace) -> int
         if args.command == "migrate":
             print(f"database at revision {await migrate.current_revision(database)}")
             return 0
+        if args.command == "import":
+            return await run_import(settings, database, args)
         accounts = AccountService(database, settings.auth, PasswordHasher(settings.auth))
         handlers: dict[tuple[str, str], Callable[[], Coroutine[Any, Any, int]]] = {
             ("tenant", "create"): lambda: _create_tenant(accounts, args),
