@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run install test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest clean
+.PHONY: run install test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest bench-imports clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ bench-chat: install
 bench-rest: install
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.rest_bench $(BENCH_REST_ARGS)
+
+# The import pipeline, 100,000 rows of xlsx and of csv end to end on SQLite and PostgreSQL,
+# beside a bare pyexcel parse and a bare Core executemany of the same rows. Flags go in
+# BENCH_IMPORTS_ARGS, e.g. "--database sqlite --rows 20000".
+bench-imports: install
+	$(BIN)/python -m bench.imports_bench $(BENCH_IMPORTS_ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache

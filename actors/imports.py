@@ -8,6 +8,7 @@ loop with `run_on_loop`, one batch per call, so the loop never parses a cell.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from actors.errors import ActorUnavailable
 from actors.runtime import BridgedActor, Runtime
 from actors.supervisor import ChildSpec
 from actors.system import ActorSystem
@@ -61,9 +63,17 @@ class ImportPipelineActor(BridgedActor):
             settings=settings,
             owner=owner,
             run=lambda coro: self.run_on_loop(coro, _LOOP_TIMEOUT),
+            submit=self._submit,
             progress=self._progress if send_frames is not None else None,
             stopping=stopping,
         )
+
+    def _submit(self, coro: Coroutine[Any, Any, Any]) -> concurrent.futures.Future[Any]:
+        loop = self.runtime.loop if self.runtime is not None else None
+        if loop is None or loop.is_closed():
+            coro.close()
+            raise ActorUnavailable("the event loop is not running")
+        return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def on_start(self) -> None:
         self.actor_ref.tell(_Run())

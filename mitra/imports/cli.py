@@ -150,6 +150,7 @@ async def _run_with_bar(
             settings=settings.imports.model_copy(update={"progress_interval_seconds": 0.2}),
             owner=owner,
             run=lambda coro: asyncio.run_coroutine_threadsafe(coro, loop).result(),
+            submit=lambda coro: asyncio.run_coroutine_threadsafe(coro, loop),
             progress=progress,
             stopping=threading.Event(),
         )

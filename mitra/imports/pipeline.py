@@ -9,6 +9,7 @@ neither holds the sheet in memory. A crash resumes in the second pass after `com
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
 import time
@@ -22,7 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mitra.db import utcnow
 from mitra.imports.columns import HEADER_SEARCH_ROWS, HeaderMap, find_header
-from mitra.imports.reader import UnreadableFile, open_rows
+from mitra.imports.reader import UnreadableFile, open_rows, sheet_size
 from mitra.imports.rows import CleanRow, RowError, RowValidator, SourceRow, source_row
 from mitra.imports.store import JobStore
 from mitra.imports.writer import Batch, Counts, ImportWriter, JobRef, LeaseLost
@@ -33,6 +34,9 @@ log = logging.getLogger("mitra.imports")
 T = TypeVar("T")
 
 RunOnLoop = Callable[[Coroutine[Any, Any, Any]], Any]
+Submit = Callable[[Coroutine[Any, Any, Any]], "concurrent.futures.Future[Any]"]
+"""Start a coroutine on the loop without waiting (`asyncio.run_coroutine_threadsafe`)."""
+_WRITE_TIMEOUT = 120.0
 Progress = Callable[[uuid.UUID, list[uuid.UUID], dict[str, Any]], None]
 """Push a frame to users' sockets (tenant, user ids, frame); best-effort, must not raise."""
 
@@ -62,6 +66,7 @@ class Pipeline:
         run: RunOnLoop,
         progress: Progress | None = None,
         stopping: threading.Event | None = None,
+        submit: Submit | None = None,
     ) -> None:
         self.tenant_id = tenant_id
         self.import_id = import_id
@@ -72,6 +77,8 @@ class Pipeline:
         self._run = run
         self._progress = progress
         self._stopping = stopping or threading.Event()
+        self._submit = submit
+        self._pending: tuple[JobRef, Batch, concurrent.futures.Future[Counts]] | None = None
         self._last_frame = 0.0
         self._job: ImportJob | None = None
         self._tally: _Tally | None = None
@@ -108,10 +115,12 @@ class Pipeline:
             self._end(None)
             return
         except UnreadableFile as exc:
+            self._drain_quietly()
             self._end(str(exc))
             return
         except Exception:
             log.exception("import %s stopped on an internal error", self.import_id)
+            self._drain_quietly()
             self._end("the import stopped on an internal error")
             return
         self._end(None)
@@ -133,7 +142,12 @@ class Pipeline:
     def _import(self, job: ImportJob, ref: JobRef) -> None:
         path = self._path(job)
         import_type = ImportType(job.import_type)
-        if job.total is None:
+        # A workbook says how many rows it has: its rows are then read once, not twice (the
+        # parse of an xlsx is the pipeline's slowest part). Blank rows make that an estimate
+        # until the end, when the total is the rows processed.
+        sized = job.total is None and job.file_format == "xlsx"
+        size = sheet_size(path, job.sheet) if sized else None
+        if job.total is None and size is None:
             self._set_status("parsing")
             with open_rows(path, job.file_format, job.sheet) as rows:
                 header, first = self._header(rows, import_type)
@@ -153,7 +167,7 @@ class Pipeline:
             )
             self._tally.status = "validating"
             self._frame(self._snapshot(), force=True)
-        self._write_file(job, ref, path, import_type)
+        self._write_file(job, ref, path, import_type, size)
 
     def _header(
         self, rows: Iterator[list[Any]], import_type: ImportType
@@ -174,10 +188,23 @@ class Pipeline:
             raise UnreadableFile("missing required columns: " + ", ".join(header.missing))
         return header, first
 
-    def _write_file(self, job: ImportJob, ref: JobRef, path: Path, kind: ImportType) -> None:
+    def _write_file(
+        self, job: ImportJob, ref: JobRef, path: Path, kind: ImportType, size: int | None
+    ) -> None:
         committed = job.committed_row
         with open_rows(path, job.file_format, job.sheet) as rows:
             header, first = self._header(rows, kind)
+            if size is not None:
+                estimate = max(size - header.row_index - 1, 0)
+                assert self._tally is not None
+                self._tally.total = estimate
+                self._tally.status = "validating"
+                self._lease(
+                    status="validating",
+                    total=estimate,
+                    header=header.header,
+                    unknown_columns=header.unknown,
+                )
             validator = RowValidator(kind, header)
             batch = Batch(last_row=committed)
             for number, raw in _numbered(first, rows):
@@ -199,6 +226,7 @@ class Pipeline:
                     self._heartbeat()
             if batch.size or batch.last_row > committed:
                 self._write(ref, batch)
+            self._drain()
 
     @staticmethod
     def _add(batch: Batch, source: SourceRow, result: CleanRow | list[RowError]) -> None:
@@ -232,19 +260,57 @@ class Pipeline:
                 batch.retried_rows.append(number)
                 batch.last_row = number
             self._write(ref, batch)
+            self._drain()
             after = batch.last_row
 
     # ---- writing, with retries, then row by row ------------------------------------------
 
     def _write(self, ref: JobRef, batch: Batch) -> None:
+        """Hand `batch` to the loop and go on validating the next one while it is written.
+
+        One batch in flight at most: the next is submitted only once this one committed,
+        because its rows are matched against what this one wrote (the same customer twice).
+        """
+        self._drain()
         if self._stopping.is_set():
             raise Stopped
+        if self._submit is None:
+            self._settle(ref, batch, None)
+            return
+        self._pending = (
+            ref,
+            batch,
+            self._submit(self._writer.write(ref, batch, **self._lease_args())),
+        )
+
+    def _drain(self) -> None:
+        """Wait for the batch in flight, if any, and account for it."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._settle(*pending)
+
+    def _drain_quietly(self) -> None:
+        """Let a batch in flight finish before the import ends, whatever it comes to."""
+        try:
+            self._drain()
+        except Exception:
+            log.warning("import %s: the last batch did not commit", self.import_id)
+
+    def _settle(
+        self, ref: JobRef, batch: Batch, future: concurrent.futures.Future[Counts] | None
+    ) -> None:
         attempts = self._settings.batch_attempts
         for attempt in range(1, attempts + 1):
             try:
-                self._written(self._run(self._writer.write(ref, batch, **self._lease_args())))
+                if future is not None:
+                    counts = future.result(_WRITE_TIMEOUT)
+                    future = None
+                else:
+                    counts = self._run(self._writer.write(ref, batch, **self._lease_args()))
+                self._written(counts)
                 return
             except SQLAlchemyError:
+                future = None
                 log.warning(
                     "import %s: batch up to row %d refused (attempt %d of %d)",
                     self.import_id,

@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import openpyxl
 import pyexcel
 
 from mitra.imports.sniff import csv_encoding
@@ -51,6 +52,25 @@ def open_rows(path: Path, file_format: str, sheet: str | None) -> Iterator[Itera
         raise UnreadableFile(f"the file could not be read ({type(exc).__name__})") from None
     finally:
         pyexcel.free_resources()
+
+
+def sheet_size(path: Path, sheet: str | None) -> int | None:
+    """The row count an xlsx sheet declares (its dimension), without reading its rows; None
+    when the file does not say or cannot be opened (the rows are then counted)."""
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except Exception:
+        return None
+    try:
+        visible = [s for s in book.worksheets if s.sheet_state != "hidden"]
+        if sheet:
+            found = book[sheet] if sheet in book.sheetnames else None
+        else:
+            found = visible[0] if visible else None
+        rows = found.max_row if found is not None else None
+        return rows if isinstance(rows, int) and rows > 0 else None
+    finally:
+        book.close()
 
 
 def _guarded(rows: Iterator[list[Any]]) -> Iterator[list[Any]]:

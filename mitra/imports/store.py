@@ -94,10 +94,11 @@ class JobStore:
             if error is not None:
                 job.status = ImportStatus.FAILED.value
                 job.error = error[:500]
-            elif job.failed:
-                job.status = ImportStatus.COMPLETED_WITH_ERRORS.value
             else:
-                job.status = ImportStatus.COMPLETED.value
+                # Every non-blank row was processed: an estimated total becomes exact.
+                job.total = job.processed
+                failed = ImportStatus.COMPLETED_WITH_ERRORS
+                job.status = (failed if job.failed else ImportStatus.COMPLETED).value
             job.finished_at = now
             job.lease_owner = None
             job.lease_until = None
