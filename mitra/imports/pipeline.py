@@ -218,7 +218,7 @@ class Pipeline:
                 batch.last_row = number
                 if source is None:
                     continue
-                self._add(batch, source, validator.validate(source, raw))
+                self._add(batch, source, validator.validate(source))
                 if batch.size >= self._settings.batch_size:
                     self._write(ref, batch)
                     batch = Batch(last_row=number)
@@ -234,7 +234,7 @@ class Pipeline:
             batch.rows.append(result)
         else:
             batch.errors.extend(result)
-        batch.cells[source.row_number] = source.cells
+        batch.sources[source.row_number] = source
 
     # ---- a retry of the failed rows ------------------------------------------------------
 
@@ -256,7 +256,7 @@ class Pipeline:
             batch = Batch()
             for number, cells in failed:
                 source = SourceRow(number, [str(cell) for cell in cells])
-                self._add(batch, source, validator.validate(source, source.cells))
+                self._add(batch, source, validator.validate(source))
                 batch.retried_rows.append(number)
                 batch.last_row = number
             self._write(ref, batch)
@@ -332,7 +332,7 @@ class Pipeline:
         retried = set(batch.retried_rows)
         for number in sorted({*errors_by_row, *clean}):
             single = Batch(
-                cells={number: batch.cells.get(number, [])},
+                sources={number: batch.sources[number]} if number in batch.sources else {},
                 last_row=number,
                 retried_rows=[number] if number in retried else [],
             )

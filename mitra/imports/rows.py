@@ -24,11 +24,16 @@ class RowError:
 
 @dataclass
 class SourceRow:
-    """A non-blank row of the sheet: its 1-based row number in the file and its cells as text
-    (what the error report gives back)."""
+    """A non-blank row of the sheet: its 1-based row number in the file and its cells as
+    pyexcel read them; `cells` are their text (what the error report gives back), made only
+    for the rows that need it."""
 
     row_number: int
-    cells: list[str]
+    raw: Sequence[Any]
+
+    @property
+    def cells(self) -> list[str]:
+        return [values.as_text(cell) for cell in self.raw]
 
 
 @dataclass
@@ -36,7 +41,6 @@ class CleanRow:
     """The fields a row gave (blank optional cells are absent: an import never clears)."""
 
     row_number: int
-    cells: list[str]
     customer: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
 
@@ -45,7 +49,7 @@ def source_row(row_number: int, cells: Sequence[Any]) -> SourceRow | None:
     """None for a blank row (every cell empty), which is skipped and not counted."""
     if all(values.is_blank(cell) for cell in cells):
         return None
-    return SourceRow(row_number, [values.as_text(cell) for cell in cells])
+    return SourceRow(row_number, cells)
 
 
 class RowValidator:
@@ -61,12 +65,14 @@ class RowValidator:
     def remember(self, row: SourceRow) -> None:
         """Note a row already imported before a restart (for the duplicate check)."""
         position = self.header.positions.get("policy_number")
-        if position is not None and position < len(row.cells) and row.cells[position]:
-            self._policy_rows.setdefault(row.cells[position], row.row_number)
+        if position is not None and position < len(row.raw):
+            number = " ".join(values.as_text(row.raw[position]).split())
+            if number:
+                self._policy_rows.setdefault(number, row.row_number)
 
-    def validate(self, row: SourceRow, raw: Sequence[Any]) -> CleanRow | list[RowError]:
-        """`raw` holds the cells as pyexcel read them (numbers, dates); `row` their text."""
-        clean = CleanRow(row.row_number, row.cells)
+    def validate(self, row: SourceRow) -> CleanRow | list[RowError]:
+        raw = row.raw
+        clean = CleanRow(row.row_number)
         errors: list[RowError] = []
         for column in self._columns:
             position = self.header.positions[column.name]

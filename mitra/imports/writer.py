@@ -20,7 +20,7 @@ from sqlalchemy import Table, bindparam, delete, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mitra.db import Database, Scope, utcnow
-from mitra.imports.rows import CleanRow, RowError
+from mitra.imports.rows import CleanRow, RowError, SourceRow
 from mitra.models import Customer, ImportJob, ImportRowError, ImportType, Policy, PolicyStatus
 from mitra.models.imports import RUNNING
 from mitra.records import IMPORTS_RESULTS_TOPIC
@@ -84,7 +84,7 @@ class Batch:
 
     rows: list[CleanRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
-    cells: dict[int, list[str]] = field(default_factory=dict)
+    sources: dict[int, SourceRow] = field(default_factory=dict)
     last_row: int = 0
     retried_rows: list[int] = field(default_factory=list)
 
@@ -322,6 +322,10 @@ class _Plan:
             self.changed_policies.add(number)
         return "updated"
 
+    def _cells(self, row_number: int) -> list[str]:
+        source = self.batch.sources.get(row_number)
+        return source.cells if source is not None else []
+
     async def execute(self, connection: AsyncConnection, now: Any) -> None:
         job = self.job
         audit = {"updated_by": job.uploaded_by, "updated_at": now}
@@ -399,7 +403,7 @@ class _Plan:
                         "column": error.column[:200] if error.column else None,
                         "value": error.value[:500] if error.value else None,
                         "message": error.message[:500],
-                        "raw": self.batch.cells.get(error.row_number, []),
+                        "raw": self._cells(error.row_number),
                         "created_at": now,
                         "updated_at": now,
                     }
