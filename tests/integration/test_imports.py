@@ -11,6 +11,7 @@ from typing import Any
 import openpyxl
 import pytest
 
+from handlers.schemas.chat_server import ImportProgressFrame
 from mitra.models import Role
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
@@ -428,6 +429,7 @@ async def test_ten_thousand_rows_with_progress_on_the_socket(api: Api) -> None:
         "import_progress", lambda f: f["import_id"] == import_id and f["finished"]
     )
     assert (last["status"], last["created"], last["failed"]) == ("completed_with_errors", 10_000, 1)
+    ImportProgressFrame.model_validate(last)  # as the AsyncAPI document describes it
     during = [f for f in socket.frames if f.get("type") == "import_progress" and not f["finished"]]
     assert during, "no progress frame while it ran"
     assert all(f["processed"] <= 10_001 for f in during)

@@ -1,4 +1,4 @@
-"""Spreadsheet imports and their failed rows.
+"""Spreadsheet imports and their failed rows; customers indexed by email (imports match by it).
 
 Revision ID: 0011
 Revises: 0009
@@ -103,7 +103,12 @@ def upgrade() -> None:
             "ix_import_errors_import_row", ["import_id", "row_number"], unique=False
         )
 
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.create_index("ix_customers_email", ["email"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("customers", schema=None) as batch_op:
+        batch_op.drop_index("ix_customers_email")
     op.drop_table("import_errors")
     op.drop_table("imports")
