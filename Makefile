@@ -33,7 +33,7 @@ pytest: install
 
 test: lint typecheck pytest
 
-bench: bench-actors bench-streams bench-chat bench-rest
+bench: bench-actors bench-streams bench-chat bench-rest bench-imports
 
 bench-actors: install
 	$(BIN)/python -m bench.actors_bench
