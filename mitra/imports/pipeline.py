@@ -37,6 +37,8 @@ RunOnLoop = Callable[[Coroutine[Any, Any, Any]], Any]
 Submit = Callable[[Coroutine[Any, Any, Any]], "concurrent.futures.Future[Any]"]
 """Start a coroutine on the loop without waiting (`asyncio.run_coroutine_threadsafe`)."""
 _WRITE_TIMEOUT = 120.0
+_FIRST_ANALYZE = 2000
+"""Rows created before the tables' statistics are first refreshed; then at 4x each time."""
 Progress = Callable[[uuid.UUID, list[uuid.UUID], dict[str, Any]], None]
 """Push a frame to users' sockets (tenant, user ids, frame); best-effort, must not raise."""
 
@@ -80,6 +82,8 @@ class Pipeline:
         self._submit = submit
         self._pending: tuple[JobRef, Batch, concurrent.futures.Future[Counts]] | None = None
         self._last_frame = 0.0
+        self._written_here = 0
+        self._analyze_at = _FIRST_ANALYZE
         self._job: ImportJob | None = None
         self._tally: _Tally | None = None
 
@@ -364,6 +368,10 @@ class Pipeline:
         for name in ("created", "updated", "unchanged", "failed"):
             setattr(tally.counts, name, getattr(tally.counts, name) + getattr(counts, name))
         tally.status = "writing"
+        self._written_here += counts.created
+        if self._written_here >= self._analyze_at:
+            self._analyze_at *= 4
+            self._run(self._store.analyze())
         self._frame(self._snapshot())
 
     # ---- lease, status and progress ------------------------------------------------------

@@ -138,6 +138,16 @@ class JobStore:
                 rows.setdefault(number, list(raw))
             return list(rows.items())
 
+    async def analyze(self) -> None:
+        """Refresh PostgreSQL's statistics of the tables an import fills. Until autovacuum
+        gets to it, a book that grew by thousands of rows still looks empty to the planner,
+        which then reads every customer of the agent to match a batch (a full import went
+        from ~1,600 to ~300 rows/s). SQLite plans without statistics: nothing to do there."""
+        if self._db.is_sqlite:
+            return
+        async with self._db.engine.begin() as connection:
+            await connection.exec_driver_sql("ANALYZE customers, policies")
+
     async def orphans(self, now_grace_seconds: float = 0.0) -> list[tuple[uuid.UUID, uuid.UUID]]:
         """(tenant, import) of running imports whose runner's lease ran out."""
         cutoff = utcnow() - timedelta(seconds=now_grace_seconds)
