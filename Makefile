@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: run install console test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest bench-memory clean
+.PHONY: run install console test lint typecheck pytest bench bench-actors bench-streams bench-chat bench-rest bench-memory bench-imports clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,7 +49,7 @@ pytest: install
 
 test: lint typecheck pytest
 
-bench: bench-actors bench-streams bench-chat bench-rest bench-memory
+bench: bench-actors bench-streams bench-chat bench-rest bench-memory bench-imports
 
 bench-actors: install
 	$(BIN)/python -m bench.actors_bench
@@ -76,6 +76,12 @@ bench-rest: install
 # e.g. "--seconds 60 --waves 4".
 bench-memory: install
 	$(BIN)/python -m bench.memory_bench $(BENCH_MEMORY_ARGS)
+
+# The import pipeline, 100,000 rows of xlsx and of csv end to end on SQLite and PostgreSQL,
+# beside a bare pyexcel parse and a bare Core executemany of the same rows. Flags go in
+# BENCH_IMPORTS_ARGS, e.g. "--database sqlite --rows 20000".
+bench-imports: install
+	$(BIN)/python -m bench.imports_bench $(BENCH_IMPORTS_ARGS)
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .mypy_cache .ruff_cache .pytest_cache console/node_modules mitra/console/dist

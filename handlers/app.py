@@ -21,6 +21,7 @@ from actors.assistant import AssistantParts, ModeAnnouncer
 from actors.assistant_inbound import AssistantInbound
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.imports import ImportPipelines
 from actors.payment_sagas import CustomerMessages, PaymentSagas
 from actors.whatsapp_inbound import WhatsAppInboundConsumer
 from actors.whatsapp_sender import WhatsAppSender
@@ -35,6 +36,7 @@ from handlers import (
     customers,
     docs,
     health,
+    imports,
     integrations,
     payments,
     policies,
@@ -63,6 +65,8 @@ from handlers.keys import (
     CUSTOMERS,
     DATABASE,
     HTTP_METRICS,
+    IMPORT_PIPELINES,
+    IMPORTS,
     INTEGRATIONS,
     KNOWLEDGE_BASE,
     MESSAGE_WRITER,
@@ -117,6 +121,7 @@ from mitra.auth.sessions import SessionCache
 from mitra.chat import ChatLimits, ConversationService, MessageWriter
 from mitra.customers import CustomerService
 from mitra.db import Database
+from mitra.imports import ImportService, ImportWriter, JobStore
 from mitra.integrations import IntegrationService, SecretBox
 from mitra.notifications.delivery import DeliveringNotifier
 from mitra.notifications.sms import HttpSmsSender
@@ -188,6 +193,7 @@ def create_app(
     app.cleanup_ctx.append(_whatsapp)
     app.cleanup_ctx.append(_assistant)
     app.cleanup_ctx.append(_payments)
+    app.cleanup_ctx.append(_imports)
     app.on_shutdown.append(_close_sockets)
     for module in (
         health,
@@ -204,6 +210,7 @@ def create_app(
         assistant,
         payments,
         payment_webhooks,
+        imports,
         asyncapi,
         docs,
         console,
@@ -548,3 +555,23 @@ async def _close_sockets(app: web.Application) -> None:
     """Open sockets close with GOING_AWAY before the rest shuts down; clients reconnect."""
     if CHAT_HUB in app:
         await app[CHAT_HUB].close_all()
+
+
+async def _imports(app: web.Application) -> AsyncIterator[None]:
+    """The import pipeline: the service, and this instance's pipeline actors, which report
+    progress to the uploading agent's sockets on every instance and resume imports whose
+    instance died. Stopped before the actor system, so running imports hand on cleanly."""
+    settings = app[SETTINGS].imports
+    database = app[DATABASE]
+    app[IMPORTS] = ImportService(database)
+    pipelines = ImportPipelines(
+        app[ACTORS],
+        store=JobStore(database),
+        writer=ImportWriter(database),
+        settings=settings,
+        send_frames=app[USER_FRAMES].send,
+    )
+    app[IMPORT_PIPELINES] = pipelines
+    await pipelines.start()
+    yield
+    await pipelines.stop()

@@ -12,6 +12,7 @@ from actors.assistant import ModeAnnouncer
 from actors.assistant_inbound import AssistantInbound
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
+from actors.imports import ImportPipelines
 from actors.payment_saga import GatewayFactory
 from actors.payment_sagas import PaymentSagas
 from handlers.chat_hub import SocketHub
@@ -25,6 +26,7 @@ from mitra.chat import ChatLimits, ConversationService, MessageWriter
 from mitra.console import ConsoleBuild
 from mitra.customers import CustomerService
 from mitra.db import Database
+from mitra.imports import ImportService
 from mitra.integrations import IntegrationService
 from mitra.observability import HttpMetrics
 from mitra.payments import PaymentStore
@@ -93,3 +95,6 @@ PAYMENTS = web.AppKey("payments", PaymentStore)
 PAYMENT_SAGAS = web.AppKey("payment_sagas", PaymentSagas)
 PAYMENT_GATEWAYS = web.AppKey("payment_gateways", dict[str, GatewayFactory])
 PAYMENT_METRICS = web.AppKey("payment_metrics", PaymentMetrics)
+# The import pipeline (issue 11): the service the handlers call, and this instance's actors.
+IMPORTS = web.AppKey("imports", ImportService)
+IMPORT_PIPELINES = web.AppKey("import_pipelines", ImportPipelines)

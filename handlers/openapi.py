@@ -62,6 +62,8 @@ class Operation:
     raw: RawResponse | None = None
     # Other success statuses answering the same envelope (200 for an existing one, 201 new).
     also: tuple[int, ...] = ()
+    body_content_type: str = "application/json"
+    alternates: tuple[RawResponse, ...] = ()
 
 
 _OPERATIONS: dict[Callable[..., Any], Operation] = {}
@@ -81,11 +83,15 @@ def operation(
     errors: tuple[int, ...] = (),
     raw: RawResponse | None = None,
     also: tuple[int, ...] = (),
+    body_content_type: str = "application/json",
+    alternates: tuple[RawResponse, ...] = (),
 ) -> Callable[[H], H]:
     """Attach the contract to a handler; `response` is the type of the envelope's `data`.
 
     `auth` adds the bearer requirement and 401; a body or query model adds 422; list the other
-    failures the handler can answer with in `errors`.
+    failures the handler can answer with in `errors`. `body_content_type` documents a body
+    that is not JSON (an upload's `multipart/form-data`); `alternates` are further content
+    types of the success answer (a file instead of the JSON envelope).
     """
     spec = Operation(
         summary=summary,
@@ -100,6 +106,8 @@ def operation(
         errors=errors,
         raw=raw,
         also=also,
+        body_content_type=body_content_type,
+        alternates=alternates,
     )
 
     def attach(handler: H) -> H:
@@ -210,7 +218,7 @@ class _Schemas:
         if spec.body is not None:
             item["requestBody"] = {
                 "required": True,
-                "content": {"application/json": {"schema": self.ref(spec.body, "validation")}},
+                "content": {spec.body_content_type: {"schema": self.ref(spec.body, "validation")}},
             }
         item["responses"] = self.responses(spec)
         if spec.auth:
@@ -241,6 +249,9 @@ class _Schemas:
                     "description": HTTPStatus(status).phrase,
                     "content": {"application/json": {"schema": envelope}},
                 }
+        for alternate in spec.alternates:
+            content = responses[str(spec.status)]["content"]
+            content[alternate.content_type] = {"schema": alternate.schema}
         failure = {"application/json": {"schema": self.ref(ErrorEnvelope, "serialization")}}
         for status in sorted(set(_implied_errors(spec)) | set(spec.errors)):
             responses[str(status)] = {"description": HTTPStatus(status).phrase, "content": failure}

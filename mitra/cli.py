@@ -19,6 +19,7 @@ from mitra.customers import CustomerService
 from mitra.db import Database
 from mitra.demo_book import seed_book
 from mitra.errors import MitraError
+from mitra.imports.cli import add_import_command, run_import
 from mitra.models import Role
 from mitra.password_input import PasswordInputError, add_password_input, read_password
 from mitra.payments import cli as payments_cli
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     seed = demo.add_parser("seed", help="give a tenant a small book of customers and policies")
     seed.add_argument("--tenant", required=True)
     payments_cli.add_commands(commands)
+    add_import_command(commands)
     return parser
 
 
@@ -115,6 +117,8 @@ async def _operator_command(settings: Settings, args: argparse.Namespace) -> int
         if args.command == "migrate":
             print(f"database at revision {await migrate.current_revision(database)}")
             return 0
+        if args.command == "import":
+            return await run_import(settings, database, args)
         accounts = AccountService(database, settings.auth, PasswordHasher(settings.auth))
         handlers: dict[tuple[str, str], Callable[[], Coroutine[Any, Any, int]]] = {
             ("tenant", "create"): lambda: _create_tenant(accounts, args),

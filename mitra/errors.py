@@ -82,6 +82,12 @@ class PayloadTooLarge(MitraError):
     default_message = "request body too large"
 
 
+class UnsupportedMediaType(MitraError):
+    status = 415
+    code = "unsupported_media_type"
+    default_message = "unsupported media type"
+
+
 class Locked(MitraError):
     status = 423
     code = "locked"

@@ -28,6 +28,9 @@ ANALYTICS_TOPIC = "analytics.events"
 # The core writes to these through the outbox (`streams.topics` declares them for consumers).
 CHAT_EVENTS_TOPIC = "chat.events"
 WHATSAPP_OUTBOUND_TOPIC = "whatsapp.outbound"
+# The import pipeline's topics: batches of clean rows, and the outcome of each written batch.
+IMPORTS_ROWS_TOPIC = "imports.rows"
+IMPORTS_RESULTS_TOPIC = "imports.results"
 
 # India keeps one offset all year (no daylight saving), so a fixed zone is exact and needs no
 # tz database in slim images. "Today" for due dates is the agents' today, not UTC's.

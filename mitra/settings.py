@@ -317,6 +317,18 @@ class DemoSettings(_Section):
     seed_book: bool = True
 
 
+class ImportsSettings(_Section):
+    directory: str = "var/imports"
+    max_upload_bytes: int = Field(26_214_400, ge=1024)
+    max_uncompressed_bytes: int = Field(268_435_456, ge=1024)
+    max_compression_ratio: float = Field(200.0, ge=2)
+    batch_size: int = Field(500, ge=1, le=10_000)
+    progress_interval_seconds: float = Field(2.0, gt=0)
+    lease_seconds: float = Field(30.0, gt=0)
+    resume_scan_seconds: float = Field(5.0, gt=0)
+    batch_attempts: int = Field(3, ge=1)
+
+
 class Settings(BaseModel):
     """The whole configuration; one attribute per section of `config/default.toml`."""
 
@@ -337,6 +349,7 @@ class Settings(BaseModel):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     chatbot: ChatbotSettings = Field(default_factory=ChatbotSettings)
     demo: DemoSettings = Field(default_factory=DemoSettings)
+    imports: ImportsSettings = Field(default_factory=ImportsSettings)
 
     @property
     def is_production(self) -> bool:

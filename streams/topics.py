@@ -14,6 +14,7 @@ from mitra.analytics import TOPIC as ANALYTICS_TOPIC
 from mitra.analytics import AnalyticsFact
 from mitra.auth.revocation import TOPIC as AUTH_SESSIONS_TOPIC
 from mitra.auth.revocation import SessionsRevoked
+from mitra.records import IMPORTS_RESULTS_TOPIC, IMPORTS_ROWS_TOPIC
 from streams.envelope import Event, utc_now
 
 DEAD_LETTER_PREFIX = "dlq."
@@ -95,12 +96,15 @@ class ImportRow(Payload):
 
 
 class ImportResult(Payload):
-    """The outcome of one import row."""
+    """The outcome of one committed batch of an import (rows up to `last_row`), written by the
+    pipeline's writing stage through the outbox in the batch's own transaction."""
 
     import_id: UUID
-    row_number: int
-    ok: bool
-    errors: list[str] = []
+    last_row: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
 
 
 # The analytics payload is defined by the domain (`mitra.analytics`), because domain services emit
@@ -201,8 +205,10 @@ WHATSAPP_OUTBOUND = Topic(
 PAYMENTS_EVENTS = Topic(
     "payments.events", "payment id", 6, PaymentEvent, "payment saga steps and provider webhooks"
 )
-IMPORTS_ROWS = Topic("imports.rows", "import id", 6, ImportRow, "rows of uploaded imports")
-IMPORTS_RESULTS = Topic("imports.results", "import id", 6, ImportResult, "outcome per import row")
+IMPORTS_ROWS = Topic(IMPORTS_ROWS_TOPIC, "import id", 6, ImportRow, "rows of uploaded imports")
+IMPORTS_RESULTS = Topic(
+    IMPORTS_RESULTS_TOPIC, "import id", 6, ImportResult, "outcome of each written import batch"
+)
 ANALYTICS_EVENTS = Topic(
     ANALYTICS_TOPIC, "tenant id", 3, AnalyticsEvent, "facts folded into the analytics dashboard"
 )

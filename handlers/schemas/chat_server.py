@@ -124,6 +124,23 @@ class EscalationFrame(_ServerFrame):
     callback_id: uuid.UUID
 
 
+class ImportProgressFrame(_ServerFrame):
+    """An import's progress, to the sockets of its uploader and of the book's agent: at least
+    every `imports.progress_interval_seconds` while it runs, and once with `finished` true."""
+
+    type: Literal["import_progress"]
+    import_id: uuid.UUID
+    status: str = Field(description="queued, parsing, validating, writing, or the final status")
+    total: int | None = Field(description="rows to import (an xlsx's is an estimate until done)")
+    processed: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+    rows_per_second: float | None
+    finished: bool
+
+
 SERVER_FRAMES: dict[str, type[_ServerFrame]] = {
     model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
     for model in (
@@ -139,5 +156,6 @@ SERVER_FRAMES: dict[str, type[_ServerFrame]] = {
         StatusFrame,
         ModeFrame,
         EscalationFrame,
+        ImportProgressFrame,
     )
 }

@@ -12,6 +12,7 @@ from mitra.models.accounts import (
 from mitra.models.analytics import NO_AGENT, AnalyticsDaily
 from mitra.models.assistant import AssistantSettings, AssistantUsage, CallbackRequest, KbArticle
 from mitra.models.chat import Conversation, ConversationMember, Message
+from mitra.models.imports import ImportJob, ImportRowError, ImportStatus, ImportType
 from mitra.models.integrations import TenantIntegration
 from mitra.models.outbox import OutboxEvent, ProcessedEvent
 from mitra.models.payments import Payment, PaymentRefund, PaymentStep, PaymentWebhook
@@ -34,6 +35,10 @@ __all__ = [
     "Conversation",
     "ConversationMember",
     "Customer",
+    "ImportJob",
+    "ImportRowError",
+    "ImportStatus",
+    "ImportType",
     "KbArticle",
     "Message",
     "OtpChallenge",

@@ -62,6 +62,9 @@ class Customer(Audited, TenantOwned, Base):
         Index("ix_customers_tenant_agent", "tenant_id", "agent_id"),
         Index("ix_customers_user_id", "user_id"),
         Index("ix_customers_phone", "phone"),
+        # Imports match customers by phone, then email: without it, each batch's lookup
+        # scanned the whole book on PostgreSQL (migration 0011).
+        Index("ix_customers_email", "email"),
     )
 
     full_name: Mapped[str] = mapped_column(String(200))

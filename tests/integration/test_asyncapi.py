@@ -21,6 +21,7 @@ from tests.conftest import SettingsFactory
 from tests.support.api import Api
 from tests.support.chat import staff_room
 from tests.support.fake_graph import FakeGraph
+from tests.support.imports import csv_bytes, upload
 from tests.support.whatsapp import (
     customer_conversation,
     post_webhook,
@@ -35,9 +36,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def settings(make_settings: SettingsFactory, graph: tuple[FakeGraph, str]) -> Settings:
+def settings(
+    make_settings: SettingsFactory, graph: tuple[FakeGraph, str], tmp_path: Path
+) -> Settings:
     # The assistant is on: its mode and escalation frames are in the contract too.
-    return make_settings(whatsapp={"graph_base_url": graph[1]}, chatbot={"enabled": True})
+    return make_settings(
+        whatsapp={"graph_base_url": graph[1]},
+        chatbot={"enabled": True},
+        imports={"directory": str(tmp_path / "imports")},
+    )
 
 
 def resolve(document: dict[str, Any], ref: str) -> Any:
@@ -125,6 +132,10 @@ async def test_every_frame_a_session_receives_is_what_the_document_says(api: Api
     await agent.expect("mode", within=15)
     await agent.say(conversation_id, "r1", "hello Ravi")
     await agent.expect("status", within=15)
+    # An import's progress, pushed to the uploading agent.
+    book = csv_bytes([["Customer Name", "Mobile"], ["Ravi", "98765 43299"]])
+    await upload(api, wa.agent, "book.csv", book)
+    await agent.expect("import_progress", lambda f: f["finished"], within=15)
 
     seen = set()
     for frame in [*alice.frames, *bob.frames, *agent.frames]:

@@ -1,0 +1,211 @@
+"""Imports as agents see them: start one, follow it, read its errors, cancel or retry it."""
+
+from __future__ import annotations
+
+import builtins
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select, true
+
+from mitra import access
+from mitra.access import Action, Owned
+from mitra.auth.principal import Principal
+from mitra.db import Database, Scope, utcnow
+from mitra.errors import Conflict, InvalidInput, NotFound
+from mitra.models import ImportJob, ImportRowError, ImportStatus, ImportType
+from mitra.models.imports import RUNNING
+from mitra.records import AGENT_ROLES, Page, PageRequest, require_user
+
+
+@dataclass(frozen=True)
+class NewImport:
+    """An upload already stored under `stored_name` and checked to be `file_format`."""
+
+    import_type: ImportType
+    stored_name: str
+    original_name: str
+    file_format: str
+    content_hash: str
+    sheet: str | None = None
+    agent_id: uuid.UUID | None = None
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class Started:
+    job: ImportJob
+    duplicate: bool
+
+
+class ImportService:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def create(
+        self, principal: Principal, new: NewImport, *, owner: str, lease_seconds: float
+    ) -> Started:
+        """Record the import (queued, claimed by `owner`), or answer with the earlier import of
+        the same file by the same agent unless `force`."""
+        agent_id = new.agent_id or principal.user_id
+        access.require(principal, Action.CREATE, Owned(agent_id))
+        async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
+            await require_user(session, agent_id, AGENT_ROLES, "agent_id", "agent")
+            if not new.force:
+                earlier = await session.scalar(
+                    select(ImportJob)
+                    .where(
+                        ImportJob.agent_id == agent_id,
+                        ImportJob.content_hash == new.content_hash,
+                        ImportJob.import_type == new.import_type.value,
+                        ImportJob.status.not_in(
+                            [ImportStatus.FAILED.value, ImportStatus.CANCELLED.value]
+                        ),
+                    )
+                    .order_by(ImportJob.created_at.desc())
+                    .limit(1)
+                )
+                if earlier is not None:
+                    return Started(earlier, duplicate=True)
+            job = ImportJob(
+                id=uuid.uuid4(),
+                tenant_id=principal.tenant_id,
+                agent_id=agent_id,
+                uploaded_by=principal.user_id,
+                import_type=new.import_type.value,
+                status=ImportStatus.QUEUED.value,
+                file_format=new.file_format,
+                stored_name=new.stored_name,
+                original_name=new.original_name[:255],
+                content_hash=new.content_hash,
+                sheet=new.sheet,
+                processed=0,
+                created=0,
+                updated=0,
+                unchanged=0,
+                failed=0,
+                committed_row=0,
+                retries=0,
+                lease_owner=owner,
+                lease_until=utcnow() + timedelta(seconds=lease_seconds),
+            )
+            session.add(job)
+        return Started(job, duplicate=False)
+
+    async def get(self, principal: Principal, import_id: uuid.UUID) -> ImportJob:
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            job = await session.scalar(
+                select(ImportJob).where(ImportJob.id == import_id, _visible(principal))
+            )
+        if job is None:
+            raise NotFound("import not found")
+        return job
+
+    async def list(self, principal: Principal, page: PageRequest) -> Page[ImportJob]:
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            statement = select(ImportJob).where(_visible(principal))
+            total = await session.scalar(select(func.count()).select_from(statement.subquery()))
+            found = await session.scalars(
+                statement.order_by(ImportJob.created_at.desc(), ImportJob.id)
+                .limit(page.limit)
+                .offset(page.offset)
+            )
+            return Page(list(found), page.page, page.limit, int(total or 0))
+
+    async def errors(
+        self, principal: Principal, import_id: uuid.UUID, page: PageRequest
+    ) -> Page[ImportRowError]:
+        await self.get(principal, import_id)
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            where = ImportRowError.import_id == import_id
+            total = await session.scalar(select(func.count()).where(where))
+            found = await session.scalars(
+                select(ImportRowError)
+                .where(where)
+                .order_by(ImportRowError.row_number, ImportRowError.created_at)
+                .limit(page.limit)
+                .offset(page.offset)
+            )
+            return Page(list(found), page.page, page.limit, int(total or 0))
+
+    async def failed_rows(
+        self, principal: Principal, import_id: uuid.UUID
+    ) -> tuple[ImportJob, builtins.list[tuple[int, builtins.list[Any], builtins.list[str]]]]:
+        """Every failed row: (row number, the cells as the file had them, its messages)."""
+        job = await self.get(principal, import_id)
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            found = await session.execute(
+                select(
+                    ImportRowError.row_number,
+                    ImportRowError.raw,
+                    ImportRowError.column,
+                    ImportRowError.message,
+                )
+                .where(ImportRowError.import_id == import_id)
+                .order_by(ImportRowError.row_number, ImportRowError.created_at)
+            )
+            rows: dict[int, tuple[builtins.list[Any], builtins.list[str]]] = {}
+            for number, raw, column, message in found:
+                entry = rows.setdefault(number, (list(raw), []))
+                entry[1].append(f"{column}: {message}" if column else message)
+        return job, [(number, raw, messages) for number, (raw, messages) in rows.items()]
+
+    async def cancel(self, principal: Principal, import_id: uuid.UUID) -> ImportJob:
+        async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
+            job = await session.scalar(
+                select(ImportJob)
+                .where(ImportJob.id == import_id, _visible(principal))
+                .with_for_update()
+            )
+            if job is None:
+                raise NotFound("import not found")
+            if job.status not in {s.value for s in RUNNING}:
+                raise Conflict(f"the import is {job.status}: only a running import is cancelled")
+            job.status = ImportStatus.CANCELLED.value
+            job.finished_at = utcnow()
+            job.lease_owner = None
+            job.lease_until = None
+        return job
+
+    async def retry(
+        self, principal: Principal, import_id: uuid.UUID, *, owner: str, lease_seconds: float
+    ) -> ImportJob:
+        """Queue the failed rows again (after a fix elsewhere, such as a missing agent)."""
+        async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
+            job = await session.scalar(
+                select(ImportJob)
+                .where(ImportJob.id == import_id, _visible(principal))
+                .with_for_update()
+            )
+            if job is None:
+                raise NotFound("import not found")
+            access.require(principal, Action.CREATE, Owned(job.agent_id))
+            if job.status != ImportStatus.COMPLETED_WITH_ERRORS.value or not job.header:
+                raise Conflict("only an import that completed with failed rows can be retried")
+            job.status = ImportStatus.QUEUED.value
+            job.retries += 1
+            job.committed_row = 0
+            job.started_at = utcnow()
+            job.finished_at = None
+            job.lease_owner = owner
+            job.lease_until = utcnow() + timedelta(seconds=lease_seconds)
+        return job
+
+
+def _visible(principal: Principal) -> ColumnElement[bool]:
+    """Admins see the tenant's imports; anyone else the ones they uploaded or that fill their
+    book. Another's is 404, as for any record."""
+    if principal.is_admin:
+        return true()
+    return (ImportJob.uploaded_by == principal.user_id) | (ImportJob.agent_id == principal.user_id)
+
+
+def require_type(value: str) -> ImportType:
+    try:
+        return ImportType(value)
+    except ValueError:
+        raise InvalidInput.for_field(
+            "import_type", "must be customers, policies or customers_and_policies"
+        ) from None
