@@ -59,6 +59,8 @@ class RazorpayFake:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.refund_keys: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
+        self.refuse_links = False
+        """True: Payment Links are refused as Razorpay refuses a bad request (a 400)."""
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -175,6 +177,8 @@ class RazorpayFake:
 
     async def _create_link(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.refuse_links:
+            return _error(400, "BAD_REQUEST_ERROR", "Payment Links are not enabled", "amount")
         amount = body.get("amount")
         if not isinstance(amount, int) or amount < 100:
             return _error(400, "BAD_REQUEST_ERROR", "amount must be atleast INR 1.00", "amount")

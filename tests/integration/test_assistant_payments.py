@@ -1,0 +1,145 @@
+"""The assistant's premium_payment answer with payment links: made by the payment sagas against
+the local Razorpay server (the official SDK), for the asker's own premiums only, reused while
+open, and the agent's promise instead when there is no gateway or the gateway refuses."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from handlers.keys import PAYMENTS
+from mitra.errors import NotFound
+from mitra.settings import Settings
+from tests.conftest import SettingsFactory
+from tests.support.api import Api
+from tests.support.assistant import Asker, asker
+from tests.support.chat import principal_of
+from tests.support.payments import Gateways, serve_gateways, setup_gateways
+
+LINKS_CREATED = ("POST", "/v1/payment_links")
+AGENT_WILL_SEND = "Your agent will send you a payment link."
+
+
+@pytest.fixture
+async def gateways() -> AsyncIterator[Gateways]:
+    async with serve_gateways() as served:
+        yield served
+
+
+@pytest.fixture
+def settings(make_settings: SettingsFactory, gateways: Gateways) -> Settings:
+    return make_settings(
+        chatbot={"enabled": True},
+        chat={"rate_limit_messages": 1000},
+        payments={**gateways.settings, "poll_interval_seconds": 3600},
+    )
+
+
+def _links_by_policy(gateways: Gateways) -> dict[str, dict[str, Any]]:
+    """The links the fake Razorpay issued, by the policy number in their description."""
+    return {
+        str(link["description"]).rsplit(" ", 1)[-1]: link
+        for link in gateways.razorpay.links.values()
+    }
+
+
+async def _payments_of(api: Api, chat: Asker) -> list[dict[str, Any]]:
+    _, body = await api.call("GET", "/api/v1/payments", token=chat.agent.access_token, expect=200)
+    items: list[dict[str, Any]] = body["data"]["items"]
+    return items
+
+
+async def test_asking_to_pay_in_english_and_hindi_gives_links_for_the_askers_own_premiums(
+    api: Api, gateways: Gateways
+) -> None:
+    async with asker(api) as chat:
+        await setup_gateways(api, chat.admin)  # both: Razorpay is preferred
+        reply = await chat.ask("How do I pay my premium?")
+        assert reply["meta"]["bot"] == {"source": "rule", "intent": "premium_payment"}
+        body = reply["body"]
+        issued = _links_by_policy(gateways)
+        # One link per own policy with a premium due, for that premium's amount.
+        assert sorted(issued) == sorted(p["policy_number"] for p in chat.policies)
+        amounts = {p["policy_number"]: p["premium_amount"] for p in chat.policies}
+        for number, link in issued.items():
+            assert link["amount"] == round(float(amounts[number]) * 100)
+            assert f"Pay here: {link['short_url']}" in body, body
+        assert "₹2,450.50" in body and "₹11,999.00" in body
+        assert AGENT_WILL_SEND not in body
+        # The stranger's policy is neither told nor linked.
+        assert chat.other_policy["policy_number"] not in body
+        assert gateways.stripe.calls == []
+
+        # Asking again, in Hindi and in Hindi in Latin letters: the same links, no new ones.
+        hindi = (await chat.ask("प्रीमियम का भुगतान कैसे करें?"))["body"]
+        latin = (await chat.ask("premium ka payment kaise karu"))["body"]
+        for link in issued.values():
+            assert f"यहाँ भुगतान करें: {link['short_url']}" in hindi, hindi
+            assert f"Yahan payment kijiye: {link['short_url']}" in latin, latin
+        assert gateways.razorpay.calls.count(LINKS_CREATED) == 2
+        assert _links_by_policy(gateways) == issued
+
+        payments = await _payments_of(api, chat)
+        assert len(payments) == 2
+        assert {p["link_url"] for p in payments} == {link["short_url"] for link in issued.values()}
+        assert {(p["gateway"], p["kind"], p["status"]) for p in payments} == {
+            ("razorpay", "link", "order_placed")
+        }
+
+
+async def test_without_a_gateway_the_answer_says_the_agent_will_send_a_link(
+    api: Api, gateways: Gateways
+) -> None:
+    async with asker(api, policies=1) as chat:
+        body = (await chat.ask("How do I pay my premium?"))["body"]
+        assert "₹2,450.50" in body
+        assert AGENT_WILL_SEND in body
+        assert "Pay here" not in body
+        hindi = (await chat.ask("प्रीमियम का भुगतान कैसे करें?"))["body"]
+        assert "आपका एजेंट आपको भुगतान का लिंक भेजेगा।" in hindi
+        assert gateways.razorpay.calls == [] and gateways.stripe.calls == []
+        assert await _payments_of(api, chat) == []
+
+
+async def test_a_refusing_gateway_gets_the_agents_promise_and_the_reply_still_arrives(
+    api: Api, gateways: Gateways
+) -> None:
+    async with asker(api, policies=1) as chat:
+        await setup_gateways(api, chat.admin)
+        gateways.razorpay.refuse_links = True
+        body = (await chat.ask("How do I pay my premium?", within=10))["body"]
+        assert "₹2,450.50" in body
+        assert AGENT_WILL_SEND in body
+        assert "https://" not in body
+        assert gateways.razorpay.calls.count(LINKS_CREATED) == 1
+
+        # Once the gateway takes links again, asking again gives one (the refused try left
+        # no link to reuse).
+        gateways.razorpay.refuse_links = False
+        body = (await chat.ask("How do I pay my premium?"))["body"]
+        (link,) = gateways.razorpay.links.values()
+        assert f"Pay here: {link['short_url']}" in body
+        statuses = sorted(p["status"] for p in await _payments_of(api, chat))
+        assert statuses == ["failed", "order_placed"]
+
+
+async def test_another_customers_policy_never_gets_a_link(api: Api, gateways: Gateways) -> None:
+    async with asker(api, policies=1) as chat:
+        await setup_gateways(api, chat.admin)
+        await chat.ask("How do I pay my premium?")
+        assert list(_links_by_policy(gateways)) == [chat.policies[0]["policy_number"]]
+        # Not even when asked for it by id, on behalf of this customer.
+        tenant_id = (await principal_of(api, chat.agent)).tenant_id
+        with pytest.raises(NotFound):
+            await api.app[PAYMENTS].link_for_customer(
+                tenant_id,
+                uuid.UUID(chat.customer["id"]),
+                uuid.UUID(chat.other_policy["id"]),
+                "razorpay",
+                expires_in=timedelta(hours=1),
+            )
+        assert chat.other_policy["policy_number"] not in _links_by_policy(gateways)
