@@ -68,7 +68,8 @@ async def test_asking_to_pay_in_english_and_hindi_gives_links_for_the_askers_own
         for number, link in issued.items():
             assert link["amount"] == round(float(amounts[number]) * 100)
             assert f"Pay here: {link['short_url']}" in body, body
-        assert "₹2,450.50" in body and "₹11,999.00" in body
+        assert "₹2,450.50" in body
+        assert "₹11,999.00" in body
         assert AGENT_WILL_SEND not in body
         # The stranger's policy is neither told nor linked.
         assert chat.other_policy["policy_number"] not in body
@@ -101,7 +102,8 @@ async def test_without_a_gateway_the_answer_says_the_agent_will_send_a_link(
         assert "Pay here" not in body
         hindi = (await chat.ask("प्रीमियम का भुगतान कैसे करें?"))["body"]
         assert "आपका एजेंट आपको भुगतान का लिंक भेजेगा।" in hindi
-        assert gateways.razorpay.calls == [] and gateways.stripe.calls == []
+        assert gateways.razorpay.calls == []
+        assert gateways.stripe.calls == []
         assert await _payments_of(api, chat) == []
 
 
