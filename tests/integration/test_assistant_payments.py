@@ -4,6 +4,7 @@ open, and the agent's promise instead when there is no gateway or the gateway re
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -15,12 +16,14 @@ from handlers.keys import PAYMENTS
 from mitra.errors import NotFound
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
+from tests.streams.conftest import eventually
 from tests.support.api import Api
 from tests.support.assistant import Asker, asker
 from tests.support.chat import principal_of
 from tests.support.payments import Gateways, serve_gateways, setup_gateways
 
 LINKS_CREATED = ("POST", "/v1/payment_links")
+LINK_WAIT = 3.0
 AGENT_WILL_SEND = "Your agent will send you a payment link."
 
 
@@ -33,7 +36,8 @@ async def gateways() -> AsyncIterator[Gateways]:
 @pytest.fixture
 def settings(make_settings: SettingsFactory, gateways: Gateways) -> Settings:
     return make_settings(
-        chatbot={"enabled": True},
+        # Short enough for the slow-gateway test, ample for a local gateway.
+        chatbot={"enabled": True, "payment_link_timeout_seconds": LINK_WAIT},
         chat={"rate_limit_messages": 1000},
         payments={**gateways.settings, "poll_interval_seconds": 3600},
     )
@@ -127,6 +131,30 @@ async def test_a_refusing_gateway_gets_the_agents_promise_and_the_reply_still_ar
         assert f"Pay here: {link['short_url']}" in body
         statuses = sorted(p["status"] for p in await _payments_of(api, chat))
         assert statuses == ["failed", "order_placed"]
+
+
+async def test_a_slow_gateway_does_not_hold_the_reply_and_its_late_link_is_reused(
+    api: Api, gateways: Gateways
+) -> None:
+    async with asker(api, policies=1) as chat:
+        await setup_gateways(api, chat.admin)
+        gateways.razorpay.link_delay = LINK_WAIT + 1.5
+        started = time.monotonic()
+        body = (await chat.ask("How do I pay my premium?"))["body"]
+        assert time.monotonic() - started < LINK_WAIT + 1.5
+        assert AGENT_WILL_SEND in body
+        assert "₹2,450.50" in body
+
+        # The saga finished placing the link after the answer left; asking again gives it.
+        async def placed() -> bool:
+            return [p["status"] for p in await _payments_of(api, chat)] == ["order_placed"]
+
+        await eventually(placed, within=10)
+        gateways.razorpay.link_delay = 0.0
+        body = (await chat.ask("How do I pay my premium?"))["body"]
+        (link,) = gateways.razorpay.links.values()
+        assert f"Pay here: {link['short_url']}" in body
+        assert gateways.razorpay.calls.count(LINKS_CREATED) == 1
 
 
 async def test_another_customers_policy_never_gets_a_link(api: Api, gateways: Gateways) -> None:
