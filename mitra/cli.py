@@ -21,8 +21,8 @@ from mitra.demo_book import seed_book
 from mitra.errors import MitraError
 from mitra.models import Role
 from mitra.password_input import PasswordInputError, add_password_input, read_password
-from mitra.policies import PolicyService
 from mitra.payments import cli as payments_cli
+from mitra.policies import PolicyService
 from mitra.settings import Settings, SettingsError, load_settings
 
 ServeCommand = Callable[[Settings, argparse.Namespace], int]
