@@ -174,7 +174,7 @@ def about_policies(
         for p in shown:
             lines.append("• " + _line(language, "policy_line", p))
     else:
-        due = [p for p in shown if p.next_due is not None]
+        due = payable(policies)
         lines.append(text(language, "payment" if intent == PREMIUM_PAYMENT else "due"))
         if not due:
             lines.append(text(language, "no_due"))
