@@ -47,6 +47,8 @@ from mitra.records import ANALYTICS_TOPIC, INDIA, Page, PageRequest
 TOPIC = "payments.events"
 ASSISTANT_KEY = "assistant-link"
 """The prefix of the idempotency keys of the links the assistant makes."""
+BEING_PAID = frozenset({saga.AUTHORISED, saga.FLAGGED, *saga.PAID})
+"""A payment in one of these has the customer's money (or is about to): no new link for it."""
 REUSE_MARGIN = timedelta(minutes=5)
 """A link about to expire is not given out again: the customer needs time to pay it."""
 _NO_SESSION = uuid.UUID(int=0)
@@ -249,6 +251,10 @@ class PaymentStore:
             now = utcnow()
             if earlier and _still_open(earlier[0], gateway, now):
                 return PaymentState.of(earlier[0], policy_number=policy.policy_number)
+            if any(p.status in BEING_PAID for p in earlier):
+                # Paid (or authorised) but not credited yet: a second link could take the
+                # same premium twice. The due date moves on once it is credited.
+                raise Conflict("this premium is being paid")
             payment = Payment(
                 id=uuid.uuid4(),
                 tenant_id=tenant_id,
@@ -702,7 +708,9 @@ def _may_collect(principal: Principal, policy: Policy, kind: str) -> None:
 def _still_open(payment: Payment, gateway: str, now: datetime) -> bool:
     """Whether the customer can still pay this link: not paid, not expired, and placed (or
     about to be placed again: CREATED after the gateway was unavailable)."""
-    if payment.gateway != gateway or payment.expires_at <= now + REUSE_MARGIN:
+    if payment.kind != "link" or payment.gateway != gateway:
+        return False
+    if payment.expires_at <= now + REUSE_MARGIN:
         return False
     if payment.status in (saga.CREATED, saga.ORDER_PLACED):
         return True

@@ -11,9 +11,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
-from handlers.keys import PAYMENTS
+from handlers.keys import DATABASE, PAYMENTS
+from mitra.db import Scope, utcnow
 from mitra.errors import NotFound
+from mitra.models import Payment
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.streams.conftest import eventually
@@ -155,6 +158,35 @@ async def test_a_slow_gateway_does_not_hold_the_reply_and_its_late_link_is_reuse
         (link,) = gateways.razorpay.links.values()
         assert f"Pay here: {link['short_url']}" in body
         assert gateways.razorpay.calls.count(LINKS_CREATED) == 1
+
+
+async def _set_payment(api: Api, chat: Asker, payment_id: str, **values: Any) -> None:
+    tenant_id = (await principal_of(api, chat.agent)).tenant_id
+    async with api.app[DATABASE].transaction(Scope.tenant(tenant_id)) as session:
+        await session.execute(
+            update(Payment).where(Payment.id == uuid.UUID(payment_id)).values(**values)
+        )
+
+
+async def test_an_expired_link_is_replaced_and_one_being_paid_is_not(
+    api: Api, gateways: Gateways
+) -> None:
+    async with asker(api, policies=1) as chat:
+        await setup_gateways(api, chat.admin)
+        await chat.ask("How do I pay my premium?")
+        (first,) = await _payments_of(api, chat)
+        # The link ran out: asking again makes a new one.
+        await _set_payment(api, chat, first["id"], expires_at=utcnow() - timedelta(seconds=1))
+        body = (await chat.ask("How do I pay my premium?"))["body"]
+        assert gateways.razorpay.calls.count(LINKS_CREATED) == 2
+        (second,) = [p for p in await _payments_of(api, chat) if p["id"] != first["id"]]
+        assert f"Pay here: {second['link_url']}" in body
+        assert second["link_url"] != first["link_url"]
+        # The customer has paid it, not yet credited: no third link that could take it twice.
+        await _set_payment(api, chat, second["id"], status="authorised")
+        body = (await chat.ask("How do I pay my premium?"))["body"]
+        assert AGENT_WILL_SEND in body
+        assert gateways.razorpay.calls.count(LINKS_CREATED) == 2
 
 
 async def test_another_customers_policy_never_gets_a_link(api: Api, gateways: Gateways) -> None:
