@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from actors.assistant_links import PremiumLinks
 from actors.conversation import AUTO_CHANNEL, SendMessage
 from actors.pool import Activation
 from actors.runtime import BridgedActor
@@ -67,6 +68,8 @@ class AssistantParts:
     knowledge: KnowledgeBase | None = None
     llm: LlmFallback | None = None
     frames: Frames | None = None
+    links: PremiumLinks | None = None
+    """Payment links for premium_payment answers; None: the agent is named for them."""
     io_timeout: float = 10.0
     rules: intents.Rules = field(default_factory=intents.Rules)
 
@@ -177,7 +180,10 @@ class AssistantActor(BridgedActor):
                           handoff="asked_for_agent")  # fmt: skip
         if match.intent in replies.DATA_INTENTS:
             policies = self._io(parts.service.own_policies(self.tenant_id, context.customer_id))
-            text = replies.about_policies(language, match.intent or "", policies)
+            links = {}
+            if match.intent == intents.PREMIUM_PAYMENT:
+                links = self._payment_links(context, policies)
+            text = replies.about_policies(language, match.intent or "", policies, links)
             return Answer(text, "rule", match.intent, language)
         articles = []
         if parts.knowledge is not None:
@@ -210,6 +216,25 @@ class AssistantActor(BridgedActor):
                 text = replies.cut_at_sentence(reply, parts.settings.max_reply_chars)
                 return Answer(text, "llm", None, language)
         return Answer(replies.text(language, "fallback"), "fallback", None, language)
+
+    def _payment_links(
+        self, context: ConversationContext, policies: list[replies.OwnPolicy]
+    ) -> dict[uuid.UUID, str]:
+        """Links for the listed policies with a premium due (the conversation's customer's own:
+        `policies` are theirs only); empty when there is no gateway or making them failed."""
+        links = self._parts.links
+        due = [p.id for p in replies.payable(policies)]
+        if links is None or not due:
+            return {}
+        try:
+            return self._io(
+                links.for_customer(self.tenant_id, context.customer_id, due),
+                links.timeout + self._parts.io_timeout,
+            )
+        except Exception:  # the reply goes out without links rather than not at all
+            log.warning("payment links for %s not made", context.conversation_id, exc_info=True)
+            self._parts.metrics.payment_link("failed")
+            return {}
 
     def _tenant_rules(self) -> intents.Rules:
         """The built-in rules with the tenant's own phrases, read again now and then (an

@@ -11,6 +11,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aiohttp
 from aiohttp import web
@@ -19,6 +20,7 @@ from aioprometheus.collectors import Registry
 from actors import ActorSystem, RestartStrategy
 from actors.assistant import AssistantParts, ModeAnnouncer
 from actors.assistant_inbound import AssistantInbound
+from actors.assistant_links import PremiumLinks
 from actors.chat import ChatActors
 from actors.chat_router import ChatRouter
 from actors.imports import ImportPipelines
@@ -191,9 +193,11 @@ def create_app(
     app.cleanup_ctx.append(_actors)
     app.cleanup_ctx.append(_chat)
     app.cleanup_ctx.append(_whatsapp)
-    app.cleanup_ctx.append(_assistant)
+    # Payments before the assistant, which makes payment links through the sagas (and so
+    # stops before them).
     app.cleanup_ctx.append(_payments)
     app.cleanup_ctx.append(_imports)
+    app.cleanup_ctx.append(_assistant)
     app.on_shutdown.append(_close_sockets)
     for module in (
         health,
@@ -514,6 +518,14 @@ async def _assistant(app: web.Application) -> AsyncIterator[None]:
             knowledge=knowledge,
             llm=llm,
             frames=frames,
+            links=PremiumLinks(
+                app[PAYMENTS],
+                app[PAYMENT_SAGAS],
+                app[INTEGRATIONS],
+                link_expiry=timedelta(minutes=app[SETTINGS].payments.link_expiry_minutes),
+                timeout=settings.payment_link_timeout_seconds,
+                outcome=metrics.payment_link,
+            ),
             io_timeout=app[SETTINGS].actors.ask_timeout_seconds * 2,
         )
         inbound = AssistantInbound(app[STREAMS], app[ACTORS], parts)

@@ -309,6 +309,7 @@ class ChatbotSettings(_Section):
     daily_token_budget: int = Field(200_000, ge=0)
     max_reply_chars: int = Field(600, ge=40, le=4000)
     kb_strong_match: float = Field(0.6, gt=0, le=1)
+    payment_link_timeout_seconds: float = Field(8.0, gt=0)
 
 
 class DemoSettings(_Section):

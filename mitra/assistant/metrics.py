@@ -35,6 +35,12 @@ class AssistantMetrics:
             "LLM calls by outcome (ok, failed, refused, skipped_open, skipped_budget)",
             registry=registry,
         )
+        self.payment_links = Counter(
+            "mitra_bot_payment_links_total",
+            "payment links for premium_payment answers by outcome (made, reused, no_gateway, "
+            "refused, unavailable, timeout, failed)",
+            registry=registry,
+        )
         self.breaker = Gauge(
             "mitra_bot_llm_breaker_state",
             "the LLM circuit breaker: 0 closed, 1 half open, 2 open",
@@ -47,6 +53,9 @@ class AssistantMetrics:
 
     def handed_off(self, reason: str) -> None:
         self.handoffs.inc({"reason": reason})
+
+    def payment_link(self, outcome: str) -> None:
+        self.payment_links.inc({"outcome": outcome})
 
     def breaker_state(self, state: str) -> None:
         self.breaker.set({}, BREAKER_STATES[state])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -27,6 +28,7 @@ MAX_LISTED = 5
 class OwnPolicy:
     """One of the asker's own policies, as the assistant may tell it to them."""
 
+    id: uuid.UUID
     number: str
     plan: str
     status: str
@@ -52,6 +54,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "due": "Your next premium:",
         "payment": "To pay your premium:",
         "payment_later": "Your agent will send you a payment link.",
+        "pay_link": "Pay here: {url}",
+        "links_note": "Pay securely through the link; your policy is updated as soon as the "
+        "payment is received.",
         "policy_line": "{number} ({plan}): {status}, next premium {amount} due {due}",
         "due_line": "{number} ({plan}): {amount} due {due}",
         "no_due": "no premium due",
@@ -72,6 +77,8 @@ _TEXTS: dict[str, dict[str, str]] = {
         "due": "आपका अगला प्रीमियम:",
         "payment": "प्रीमियम भरने के लिए:",
         "payment_later": "आपका एजेंट आपको भुगतान का लिंक भेजेगा।",
+        "pay_link": "यहाँ भुगतान करें: {url}",
+        "links_note": "लिंक से सुरक्षित भुगतान करें; भुगतान मिलते ही आपकी पॉलिसी अपडेट हो जाएगी।",
         "policy_line": "{number} ({plan}): {status}, अगला प्रीमियम {amount}, तारीख {due}",
         "due_line": "{number} ({plan}): {amount}, तारीख {due}",
         "no_due": "कोई प्रीमियम बाकी नहीं",
@@ -93,6 +100,9 @@ _TEXTS: dict[str, dict[str, str]] = {
         "due": "Aapka agla premium:",
         "payment": "Premium bharne ke liye:",
         "payment_later": "Aapka agent aapko payment link bhejega.",
+        "pay_link": "Yahan payment kijiye: {url}",
+        "links_note": "Link se surakshit payment kijiye; payment milte hi aapki policy update "
+        "ho jayegi.",
         "policy_line": "{number} ({plan}): {status}, agla premium {amount}, tareekh {due}",
         "due_line": "{number} ({plan}): {amount}, tareekh {due}",
         "no_due": "koi premium baaki nahi",
@@ -141,8 +151,20 @@ def fixed(language: str, intent: str) -> str | None:
     return None
 
 
-def about_policies(language: str, intent: str, policies: Sequence[OwnPolicy]) -> str:
-    """The asker's own policies as the intent asks for them: a short list, or none."""
+def payable(policies: Sequence[OwnPolicy]) -> list[OwnPolicy]:
+    """The policies a premium_payment answer lists with a premium due (and may link)."""
+    return [p for p in list(policies)[:MAX_LISTED] if p.next_due is not None]
+
+
+def about_policies(
+    language: str,
+    intent: str,
+    policies: Sequence[OwnPolicy],
+    links: Mapping[uuid.UUID, str] | None = None,
+) -> str:
+    """The asker's own policies as the intent asks for them: a short list, or none. With
+    `links` (policy id: payment link URL), a premium_payment answer gives each its link; a
+    policy without one keeps the promise that the agent will send it."""
     if not policies:
         return text(language, "no_policies")
     shown = list(policies)[:MAX_LISTED]
@@ -152,13 +174,18 @@ def about_policies(language: str, intent: str, policies: Sequence[OwnPolicy]) ->
         for p in shown:
             lines.append("• " + _line(language, "policy_line", p))
     else:
-        due = [p for p in shown if p.next_due is not None]
+        due = payable(policies)
         lines.append(text(language, "payment" if intent == PREMIUM_PAYMENT else "due"))
         if not due:
             lines.append(text(language, "no_due"))
+        links = links if intent == PREMIUM_PAYMENT and links else {}
         for p in due:
             lines.append("• " + _line(language, "due_line", p))
-        if intent == PREMIUM_PAYMENT:
+            if p.id in links:
+                lines.append("  " + text(language, "pay_link").format(url=links[p.id]))
+        if intent == PREMIUM_PAYMENT and due and all(p.id in links for p in due):
+            lines.append(text(language, "links_note"))
+        elif intent == PREMIUM_PAYMENT:
             lines.append(text(language, "payment_later"))
     return "\n".join(lines)
 

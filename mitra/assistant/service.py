@@ -188,6 +188,7 @@ class AssistantService:
             )
             return [
                 OwnPolicy(
+                    id=p.id,
                     number=p.policy_number,
                     plan=p.plan_name,
                     status=str(p.status),

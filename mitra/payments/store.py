@@ -36,6 +36,7 @@ from mitra.models import (
     Policy,
     PolicyStatus,
     Role,
+    User,
 )
 from mitra.payments import saga
 from mitra.payments.gateway import Charge
@@ -44,6 +45,14 @@ from mitra.policies import check_transition
 from mitra.records import ANALYTICS_TOPIC, INDIA, Page, PageRequest
 
 TOPIC = "payments.events"
+ASSISTANT_KEY = "assistant-link"
+"""The prefix of the idempotency keys of the links the assistant makes."""
+BEING_PAID = frozenset({saga.AUTHORISED, saga.FLAGGED, *saga.PAID})
+"""A payment in one of these has the customer's money (or is about to): no new link for it."""
+REUSE_MARGIN = timedelta(minutes=5)
+"""A link about to expire is not given out again: the customer needs time to pay it."""
+_NO_SESSION = uuid.UUID(int=0)
+"""A Principal made for an agent without a request of theirs has no session."""
 PAYABLE = frozenset(
     {PolicyStatus.PENDING, PolicyStatus.ACTIVE, PolicyStatus.GRACE, PolicyStatus.LAPSED}
 )
@@ -180,6 +189,98 @@ class PaymentStore:
             _step(uow, payment, saga.CREATED, {"by": str(principal.user_id), "kind": kind})
             state = PaymentState.of(payment, policy_number=policy.policy_number)
         return state, _charge(state, customer, policy.policy_number)
+
+    async def link_for_customer(
+        self,
+        tenant_id: uuid.UUID,
+        customer_id: uuid.UUID,
+        policy_id: uuid.UUID,
+        gateway: str,
+        *,
+        expires_in: timedelta,
+    ) -> PaymentState:
+        """A payment link for the premium due on one of this customer's own policies, made on
+        behalf of the policy's agent: the assistant asks for it while answering the customer.
+
+        There is no caller's token here, so the rules are applied explicitly: the policy must
+        be the customer's (the asker's) own, and the payment is the agent's exactly as if they
+        had asked for it (`_may_collect` with the agent's role, and the agent's id recorded as
+        its maker). The link of the same due date is reused while it is open and unexpired,
+        so asking again makes no second payment and no second gateway call."""
+        async with self._db.unit_of_work(Scope.tenant(tenant_id)) as uow:
+            session = uow.session
+            row = (
+                await session.execute(
+                    select(Policy, Customer, User)
+                    .join(Customer, Customer.id == Policy.customer_id)
+                    .join(User, User.id == Policy.agent_id)
+                    .where(
+                        Policy.id == policy_id,
+                        Policy.customer_id == customer_id,
+                        Policy.deleted_at.is_(None),
+                        Customer.deleted_at.is_(None),
+                    )
+                )
+            ).first()
+            if row is None:
+                raise NotFound("policy not found")
+            policy, customer, agent_user = row
+            if not agent_user.is_active:
+                raise Forbidden("the policy's agent is not active")
+            agent = Principal(
+                agent_user.id, tenant_id, agent_user.role, _NO_SESSION, agent_user.email
+            )
+            _may_collect(agent, policy, "link")
+            if policy.status not in PAYABLE:
+                raise Conflict(f"a {policy.status.value} policy takes no premiums")
+            if policy.next_due_date is None:
+                raise Conflict("no premium is due on this policy")
+            # One key per policy and due date, numbered: a new link only when the last one
+            # for this premium can no longer be paid (expired, refused, another gateway).
+            prefix = f"{ASSISTANT_KEY}:{policy.id}:{policy.next_due_date.isoformat()}"
+            earlier = list(
+                await session.scalars(
+                    select(Payment)
+                    .where(
+                        Payment.policy_id == policy.id,
+                        Payment.idempotency_key.like(f"{prefix}:%"),
+                    )
+                    .order_by(Payment.created_at.desc())
+                )
+            )
+            now = utcnow()
+            if earlier and _still_open(earlier[0], gateway, now):
+                return PaymentState.of(earlier[0], policy_number=policy.policy_number)
+            if any(p.status in BEING_PAID for p in earlier):
+                # Paid (or authorised) but not credited yet: a second link could take the
+                # same premium twice. The due date moves on once it is credited.
+                raise Conflict("this premium is being paid")
+            payment = Payment(
+                id=uuid.uuid4(),
+                tenant_id=tenant_id,
+                policy_id=policy.id,
+                customer_id=customer.id,
+                agent_id=policy.agent_id,
+                created_by=agent.user_id,
+                gateway=gateway,
+                kind="link",
+                status=saga.CREATED,
+                amount=policy.premium_amount,
+                currency=self._currency,
+                idempotency_key=f"{prefix}:{len(earlier)}",
+                checkout={"send_to_conversation": False, "by_assistant": True},
+                expires_at=now + expires_in,
+                refunded_amount=Decimal(0),
+                last_heard_at=now,
+            )
+            session.add(payment)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise Conflict("this payment link is being made") from None
+            _step(uow, payment, saga.CREATED, {"by": str(agent.user_id), "kind": "link",
+                                               "for": "assistant"})  # fmt: skip
+            return PaymentState.of(payment, policy_number=policy.policy_number)
 
     async def charge(self, tenant_id: uuid.UUID, payment_id: uuid.UUID) -> Charge:
         async with self._db.session(Scope.tenant(tenant_id)) as session:
@@ -602,6 +703,19 @@ def _may_collect(principal: Principal, policy: Policy, kind: str) -> None:
         if kind == "link"
         else "a premium is paid by the policyholder or collected by their agent"
     )
+
+
+def _still_open(payment: Payment, gateway: str, now: datetime) -> bool:
+    """Whether the customer can still pay this link: not paid, not expired, and placed (or
+    about to be placed again: CREATED after the gateway was unavailable)."""
+    if payment.kind != "link" or payment.gateway != gateway:
+        return False
+    if payment.expires_at <= now + REUSE_MARGIN:
+        return False
+    if payment.status in (saga.CREATED, saga.ORDER_PLACED):
+        return True
+    # A failed attempt leaves the link payable; a refused placement left no link at all.
+    return payment.status == saga.FAILED and bool((payment.checkout or {}).get("url"))
 
 
 def _charge(state: PaymentState, customer: Customer, policy_number: str) -> Charge:

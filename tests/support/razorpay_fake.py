@@ -12,6 +12,7 @@ customer would do at Checkout) and sign webhooks as Razorpay signs them (`signed
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -59,6 +60,10 @@ class RazorpayFake:
         self.refunds: dict[str, dict[str, Any]] = {}
         self.refund_keys: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
+        self.refuse_links = False
+        """True: Payment Links are refused as Razorpay refuses a bad request (a 400)."""
+        self.link_delay = 0.0
+        """Seconds a Payment Link takes to be made: a slow gateway."""
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -175,6 +180,10 @@ class RazorpayFake:
 
     async def _create_link(self, request: web.Request) -> web.Response:
         body = await request.json()
+        if self.refuse_links:
+            return _error(400, "BAD_REQUEST_ERROR", "Payment Links are not enabled", "amount")
+        if self.link_delay:
+            await asyncio.sleep(self.link_delay)
         amount = body.get("amount")
         if not isinstance(amount, int) or amount < 100:
             return _error(400, "BAD_REQUEST_ERROR", "amount must be atleast INR 1.00", "amount")
