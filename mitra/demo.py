@@ -49,7 +49,11 @@ async def ensure_demo_tenant(database: Database, accounts: AccountService) -> bo
 
 
 def login_banner(base_url: str) -> str:
-    lines = [f"Mitra is serving on {base_url}", "Demo logins (tenant 'demo'):"]
+    lines = [
+        f"Mitra is serving on {base_url}",
+        f"Open {base_url}/console/ in a browser and sign in with a demo login.",
+        "Demo logins (tenant 'demo'):",
+    ]
     lines += [
         f"  {login.role.value:<14} {login.email}  /  {login.password}" for login in DEMO_LOGINS
     ]
