@@ -571,6 +571,17 @@ async def _flush(session: AsyncSession) -> None:
 def _emit(
     uow: UnitOfWork, event_type: str, policy: Policy, actor: Principal, extra: dict[str, Any]
 ) -> None:
+    emit_policy_event(uow, event_type, policy, actor.user_id, extra)
+
+
+def emit_policy_event(
+    uow: UnitOfWork,
+    event_type: str,
+    policy: Policy,
+    actor_id: uuid.UUID,
+    extra: dict[str, Any],
+) -> None:
+    """A policy's analytics event, in the unit of work that changed it (any module's)."""
     uow.emit(
         ANALYTICS_TOPIC,
         key=str(policy.tenant_id),
@@ -584,7 +595,7 @@ def _emit(
             "premium_amount": str(policy.premium_amount),
             "premium_frequency": policy.premium_frequency.value,
             "status": policy.status.value,
-            "actor_id": str(actor.user_id),
+            "actor_id": str(actor_id),
             **extra,
         },
     )

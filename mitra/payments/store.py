@@ -41,8 +41,8 @@ from mitra.models import (
 from mitra.payments import saga
 from mitra.payments.gateway import Charge
 from mitra.payments.webhooks import GatewayEvent
-from mitra.policies import check_transition
-from mitra.records import ANALYTICS_TOPIC, INDIA, Page, PageRequest
+from mitra.policies import check_transition, emit_policy_event
+from mitra.records import INDIA, Page, PageRequest
 
 TOPIC = "payments.events"
 ASSISTANT_KEY = "assistant-link"
@@ -373,23 +373,13 @@ class PaymentStore:
                 await session.rollback()
                 return False
             if before_status != policy.status:
-                uow.emit(
-                    ANALYTICS_TOPIC,
-                    key=str(tenant_id),
-                    event_type="policy.status_changed",
-                    payload={
-                        "policy_id": str(policy.id),
-                        "policy_number": policy.policy_number,
-                        "customer_id": str(policy.customer_id),
-                        "agent_id": str(policy.agent_id),
-                        "policy_type": policy.policy_type.value,
-                        "premium_amount": str(policy.premium_amount),
-                        "premium_frequency": policy.premium_frequency.value,
-                        "status": policy.status.value,
-                        "actor_id": str(policy.agent_id),
-                        "from_status": before_status.value,
-                        "to_status": policy.status.value,
-                    },
+                # The saga credits on the agent's behalf: the status change is theirs.
+                emit_policy_event(
+                    uow,
+                    "policy.status_changed",
+                    policy,
+                    policy.agent_id,
+                    {"from_status": before_status.value, "to_status": policy.status.value},
                 )
         return True
 
