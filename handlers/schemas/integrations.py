@@ -9,6 +9,10 @@ from pydantic import Field
 
 from handlers.schemas.common import RequestModel, ResponseModel
 
+# Credentials that travel in an HTTP header (a bearer token, Basic auth) must be printable ASCII:
+# anything else cannot be sent at all (HTTP headers are latin-1), and no provider issues it.
+HEADER_SAFE = r"^[\x21-\x7e]+$"
+
 
 class WhatsAppIntegrationRequest(RequestModel):
     phone_number_id: str = Field(
@@ -27,6 +31,7 @@ class WhatsAppIntegrationRequest(RequestModel):
         None,
         min_length=8,
         max_length=1000,
+        pattern=HEADER_SAFE,
         description="Graph API token; left out, the stored one is kept",
     )
     app_secret: str | None = Field(
@@ -64,7 +69,11 @@ class RazorpayIntegrationRequest(RequestModel):
         pattern=r"^rzp_(test|live)_[A-Za-z0-9]{6,40}$", description="the API key id (public)"
     )
     key_secret: str | None = Field(
-        None, min_length=8, max_length=500, description="left out, the stored one is kept"
+        None,
+        min_length=8,
+        max_length=500,
+        pattern=HEADER_SAFE,
+        description="left out, the stored one is kept",
     )
     webhook_secret: str | None = Field(
         None, min_length=8, max_length=500, description="signs Razorpay's webhooks; left out, kept"

@@ -555,6 +555,26 @@ async def test_gateway_secrets_are_shown_masked_and_only_to_admins(api: Api) -> 
     assert status == 403
 
 
+async def test_a_key_secret_that_cannot_travel_in_a_header_is_refused_and_the_old_one_kept(
+    api: Api, gateways: Gateways
+) -> None:
+    # Basic auth is latin-1: a secret outside printable ASCII could never reach Razorpay, and
+    # once stored it made every later call (reconcile, refunds) fail with a 503.
+    shop = await agency(api)
+    for secret in ("sécret-clé-0123", "secret with spaces", "\U0008ad4a" * 9):
+        status, body = await api.call(
+            "PUT",
+            "/api/v1/integrations/razorpay",
+            token=shop.admin.access_token,
+            json={"key_id": razorpay_fake.KEY_ID, "key_secret": secret},
+        )
+        assert status == 422, secret
+        assert body["errors"][0]["field"] == "key_secret"
+    # The stored secret still reaches the gateway: an order is placed, paid and receipted.
+    paid = await paid_order(api, gateways, shop, "razorpay")
+    assert paid["status"] == "receipt_sent"
+
+
 async def test_a_refund_a_stop_interrupted_is_asked_again_once_on_resume(
     api: Api, gateways: Gateways
 ) -> None:
