@@ -158,14 +158,23 @@ async def verify(request: web.Request) -> web.Response:
     client = razorpay.Client(
         auth=(str(credentials.config["key_id"]), credentials.secrets["key_secret"])
     )
-    try:
-        client.utility.verify_payment_signature(body.model_dump())
-    except SignatureVerificationError:
-        raise InvalidInput.for_field("razorpay_signature", "does not verify") from None
+    if not _signature_holds(client, body):
+        raise InvalidInput.for_field("razorpay_signature", "does not verify")
     state = await request.app[PAYMENT_SAGAS].ask(
         state.tenant_id, state.id, Verified(body.razorpay_payment_id)
     )
     return ok(payment_json(state))
+
+
+def _signature_holds(client: razorpay.Client, body: VerifyRequest) -> bool:
+    # A hex signature is ASCII; on anything else the SDK's compare_digest raises TypeError.
+    if not body.razorpay_signature.isascii():
+        return False
+    try:
+        client.utility.verify_payment_signature(body.model_dump())
+    except SignatureVerificationError:
+        return False
+    return True
 
 
 @routes.get("/api/v1/payments")

@@ -78,6 +78,10 @@ def razorpay_event(
     """Verify with `utility.verify_webhook_signature` over the raw body, then read it."""
     if not signature:
         raise WebhookRefused("no X-Razorpay-Signature")
+    if not signature.isascii():
+        # hmac.compare_digest raises TypeError on a non-ASCII str inside the SDK; a hex
+        # signature is ASCII, so such a header is a forgery like any other.
+        raise WebhookRefused("signature check failed")
     try:
         text = raw.decode("utf-8")
         _RAZORPAY_UTILITY.verify_webhook_signature(text, signature, secret)
@@ -129,6 +133,9 @@ _STRIPE_KINDS: dict[str, EventKind] = {
 
 def stripe_event(raw: bytes, signature: str | None, secret: str) -> GatewayEvent:
     """Verify with `stripe.Webhook.construct_event` (`t=…,v1=…` over "{t}.{body}", 300 s)."""
+    if signature is not None and not signature.isascii():
+        # As for Razorpay: the SDK's compare_digest would raise TypeError, not refuse.
+        raise WebhookRefused("signature check failed or too old")
     try:
         event = stripe.Webhook.construct_event(
             raw, signature or "", secret, tolerance=STRIPE_TOLERANCE_SECONDS, api_key="unused"

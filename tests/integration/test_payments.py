@@ -155,6 +155,12 @@ async def test_forged_stale_and_unsigned_webhooks_are_refused_and_nothing_is_kep
     assert (await post_raw(api, shop.webhook("stripe"), event, stale))[0] == 400
     other = stripe_fake.signed_headers(event + b" ")
     assert (await post_raw(api, shop.webhook("stripe"), event, other))[0] == 400
+    # A signature header outside ASCII is a forgery too (the SDKs' compare_digest raised a
+    # TypeError on it, answered 500), for both gateways.
+    odd = {**razorpay_fake.signed_headers(body), "X-Razorpay-Signature": "é" * 64}
+    assert (await post_raw(api, shop.webhook("razorpay"), body, odd))[0] == 400
+    odd = {**stripe_fake.signed_headers(event), "Stripe-Signature": f"t={int(time.time())},v1=ü"}
+    assert (await post_raw(api, shop.webhook("stripe"), event, odd))[0] == 400
     await asyncio.sleep(0.2)
     shown = await payment(api, shop.agent, placed["payment_id"])
     assert shown["status"] == "order_placed"
@@ -189,6 +195,12 @@ async def test_the_checkout_callback_is_verified_with_the_key_secret(
         json={**callback, "razorpay_signature": "0" * 64},
     )  # fmt: skip
     assert status == 422
+    assert body["errors"][0]["field"] == "razorpay_signature"
+    status, body = await api.call(
+        "POST", "/api/v1/payments/verify", token=shop.holder.access_token,
+        json={**callback, "razorpay_signature": "ü" * 64},
+    )  # fmt: skip
+    assert status == 422  # refused as a forged one, not a 500
     assert body["errors"][0]["field"] == "razorpay_signature"
     _, body = await api.call(
         "POST", "/api/v1/payments/verify", token=shop.holder.access_token,
