@@ -92,6 +92,13 @@ def test_every_error_code_the_socket_can_send_is_documented() -> None:
     assert literal | raised | {"internal_error"} <= set(ERROR_CODES)
 
 
+def test_the_readme_explains_every_error_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    # A row of the socket's error table: the code, then what it means.
+    explained = set(re.findall(r"^\| `([a-z_]+)` \| \w", readme, re.M))
+    assert set(ERROR_CODES) - explained == set()
+
+
 def test_the_readme_explains_every_close_code() -> None:
     readme = (ROOT / "README.md").read_text()
     for code in CLOSE_CODES:
