@@ -2,12 +2,31 @@
 // one hashed stylesheet, plus index.html naming them, so the server can cache them for a year.
 import { build } from "esbuild";
 import { createHash } from "node:crypto";
-import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, "..", "mitra", "console", "dist");
+
+// Every module in src/plugins is part of the console: `import "virtual:plugins"` loads them all,
+// in name order, so a capability's piece is one new file there and no edit elsewhere.
+const pluginsDir = join(here, "src", "plugins");
+const plugins = {
+  name: "plugins",
+  setup(b) {
+    b.onResolve({ filter: /^virtual:plugins$/ }, () => ({ path: "plugins", namespace: "plugins" }));
+    b.onLoad({ filter: /.*/, namespace: "plugins" }, () => ({
+      contents: readdirSync(pluginsDir)
+        .filter((name) => name.endsWith(".js"))
+        .sort()
+        .map((name) => `import ${JSON.stringify(`./${name}`)};`)
+        .join("\n"),
+      resolveDir: pluginsDir,
+      watchDirs: [pluginsDir],
+    }));
+  },
+};
 
 const result = await build({
   entryPoints: [join(here, "src", "main.js")],
@@ -20,6 +39,7 @@ const result = await build({
   entryNames: "console",
   legalComments: "none",
   loader: { ".css": "css" },
+  plugins: [plugins],
 });
 
 rmSync(out, { recursive: true, force: true });

@@ -12,15 +12,18 @@ export class ApiError extends Error {
   }
 }
 
-async function call(method, path, body, token) {
-  const headers = { Accept: "application/json" };
-  if (body !== undefined) headers["Content-Type"] = "application/json";
+async function call(method, path, body, token, as = "json") {
+  const headers = { Accept: as === "json" ? "application/json" : "*/*" };
+  // A FormData body (an upload) sets its own multipart Content-Type with the boundary.
+  const form = body instanceof FormData;
+  if (body !== undefined && !form) headers["Content-Type"] = "application/json";
   if (token) headers.Authorization = `Bearer ${token}`;
   const response = await fetch(`/api/v1${path}`, {
     method,
     headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
+    body: body === undefined || form ? body : JSON.stringify(body),
   });
+  if (response.ok && as === "blob") return response.blob();
   const envelope = await response.json().catch(() => null);
   if (!response.ok) throw new ApiError(response.status, envelope);
   return envelope?.data;
@@ -46,15 +49,20 @@ export function refreshTokens() {
   return refreshing;
 }
 
-export async function api(method, path, body) {
+export async function api(method, path, body, as = "json") {
   const current = session.get();
   try {
-    return await call(method, path, body, current?.access);
+    return await call(method, path, body, current?.access, as);
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401 || !current) throw error;
     await refreshTokens();
-    return call(method, path, body, session.get()?.access);
+    return call(method, path, body, session.get()?.access, as);
   }
+}
+
+/** A file the API answers (an import's failed rows): a Blob, fetched with the session's token. */
+export function download(path) {
+  return api("GET", path, undefined, "blob");
 }
 
 async function start(tokens) {
@@ -74,8 +82,20 @@ export async function verifyCode(mfaToken, code) {
   await start(await call("POST", "/auth/verify-otp", { mfa_token: mfaToken, otp_code: code }));
 }
 
+/** Back to sign-in at once, and the session revoked on the server: an access token that has
+ * expired meanwhile is refreshed first (a logout it cannot authenticate revokes nothing). */
 export async function signOut() {
+  // A refresh on its way would rotate the refresh token held here: wait for it.
+  await refreshing?.catch(() => {});
   const current = session.get();
   session.set(null);
-  if (current) await call("POST", "/auth/logout", undefined, current.access).catch(() => {});
+  if (!current) return;
+  try {
+    await call("POST", "/auth/logout", undefined, current.access);
+  } catch (error) {
+    if (!(error instanceof ApiError) || error.status !== 401) return;
+    const tokens = await call("POST", "/auth/refresh", { refresh_token: current.refresh }).catch(() => null);
+    // No tokens: the session had ended already (revoked or expired), nothing left to revoke.
+    if (tokens) await call("POST", "/auth/logout", undefined, tokens.access_token).catch(() => {});
+  }
 }

@@ -12,8 +12,8 @@ import { useSignals } from "./state.js";
 import "./views/inbox.js";
 import "./views/dashboard.js";
 import "./views/customer.js";
-import "./plugins/whatsapp.js";
-import "./plugins/assistant.js";
+// Every capability's piece (src/plugins/*.js), found by the build.
+import "virtual:plugins";
 import { SignIn } from "./views/signin.js";
 
 function useRoute() {

@@ -282,3 +282,45 @@ def test_the_inbox_works_from_the_keyboard(browser: Any, server: Server) -> None
     assert _bodies(page).count("typed without a mouse") == 1
     assert page.errors == [], page.errors
     page.context.close()
+
+
+def test_an_import_is_followed_live_to_its_counts_and_its_failed_rows_download(
+    browser: Any, server: Server
+) -> None:
+    page = _page(browser, server)
+    _sign_in(page, *server.logins["senior_agent"])
+    page.get_by_role("link", name="Import").click()
+    # Two good rows and one whose phone is no phone number.
+    book = "".join(
+        f"{row}\n"
+        for row in (
+            "Customer Name,Mobile,Email",
+            "Anil Browser,9876500001,",
+            "Bela Browser,9876500002,",
+            "No Phone,12345,",
+        )
+    )
+    page.get_by_label("What the file holds").select_option("customers")
+    page.get_by_label("File", exact=True).set_input_files(
+        {"name": "book.csv", "mimeType": "text/csv", "buffer": book.encode()}
+    )
+    page.get_by_role("button", name="Upload").click()
+    done = page.locator(".import[data-status=completed_with_errors]", has_text="book.csv")
+    done.wait_for()
+    counts = {
+        name: done.locator(f"[data-count={name}] dd").inner_text()
+        for name in ("created", "failed", "processed")
+    }
+    assert counts == {"created": "2", "failed": "1", "processed": "3"}
+    with page.expect_download() as caught:
+        done.get_by_role("button", name="Download the failed rows").click()
+    download = caught.value
+    assert download.suggested_filename.endswith("-failed-rows.csv")
+    rows = Path(download.path()).read_text(encoding="utf-8-sig").splitlines()
+    assert rows[0] == "Customer Name,Mobile,Email,Row,Error"
+    assert rows[1].startswith("No Phone,12345,,4,")
+    # The imported customers are in the agent's book.
+    token = server.token(*server.logins["senior_agent"])
+    assert server.api("GET", "/customers?q=Browser", token=token)["pagination"]["total"] == 2
+    assert page.errors == [], page.errors
+    page.context.close()
