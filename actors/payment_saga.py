@@ -126,6 +126,7 @@ class PaymentSagaActor(BridgedActor):
             return self._drive()
         if isinstance(message, Poll):
             self._poll()
+            self._retry_refunds()
             return self._drive()
         if isinstance(message, Refund):
             return self._refund(message)
@@ -310,6 +311,15 @@ class PaymentSagaActor(BridgedActor):
         return self._state().status
 
     def _refund(self, message: Refund) -> dict[str, Any]:
+        """Ask the gateway for a refund set aside in the store. A refund the gateway could not
+        answer stays `requested` and is asked again (resume, poller) with the same idempotency
+        key, the refund's id, so the gateway makes it once however often it is asked."""
+        status, gateway_refund_id = self._io(
+            self._store.refund_state(self.tenant_id, message.refund_id)
+        )
+        if status != "requested":  # answered already (a retry raced the first request)
+            return {"refund_id": message.refund_id, "status": status,
+                    "gateway_refund_id": gateway_refund_id}  # fmt: skip
         state = self._state()
         gateway = self._gateway(state.gateway)
         assert state.gateway_payment_id is not None
@@ -324,7 +334,12 @@ class PaymentSagaActor(BridgedActor):
             )
         except GatewayError as exc:
             if exc.retryable:
-                raise Unavailable(f"{state.gateway} is unavailable; ask again") from None
+                log.warning(
+                    "payment %s: refund %s not answered, asked again later: %s",
+                    self.payment_id, message.refund_id, exc,
+                )  # fmt: skip
+                return {"refund_id": message.refund_id, "status": "requested",
+                        "gateway_refund_id": None}  # fmt: skip
             self._io(
                 self._store.refund_result(
                     self.tenant_id, message.refund_id, "failed", None, str(exc)

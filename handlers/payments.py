@@ -224,7 +224,8 @@ async def get_payment(request: web.Request) -> web.Response:
     "Refund a captured payment, in full or in part",
     description="Tenant admins. Never more than captured minus refunded, however many requests "
     "run at once; asked of the gateway once (Razorpay `X-Refund-Idempotency`, Stripe "
-    "`idempotency_key`); its state follows the refund webhooks.",
+    "`idempotency_key`); its state follows the refund webhooks. A refund the gateway could "
+    "not answer (an outage) is `requested` and asked again automatically with the same key.",
     tags=TAGS,
     path=IdPath,
     body=RefundRequest,
@@ -249,6 +250,10 @@ async def refund(request: web.Request) -> web.Response:
         status=answer["status"],
         gateway_refund_id=answer["gateway_refund_id"],
     )
+    if data.status == "requested":
+        # Not a 503: asking again would set a second refund aside while this one is retried.
+        message = "the gateway did not answer; the refund is asked again until it does"
+        return ok(data, status=201, message=message)
     return ok(data, status=201, message="refund requested")
 
 

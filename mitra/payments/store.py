@@ -386,13 +386,17 @@ class PaymentStore:
     async def unfinished(
         self, *, heard_before: datetime | None = None
     ) -> list[tuple[uuid.UUID, uuid.UUID]]:
-        """(tenant, payment) of every saga not at its end; with `heard_before`, only those
-        that heard nothing since (the poller's) or whose order has expired."""
+        """(tenant, payment) of every saga not at its end, and of every payment with a refund
+        the gateway never answered (a crash, an outage: a paid saga's only unfinished work).
+        With `heard_before`, only sagas that heard nothing since (the poller's), whose order
+        has expired, or whose open refund was asked for before it (not one being asked now)."""
         conditions: list[ColumnElement[bool]] = [Payment.status.in_(sorted(saga.UNFINISHED))]
+        refunds: list[ColumnElement[bool]] = [PaymentRefund.status == "requested"]
         if heard_before is not None:
             conditions.append(
                 or_(Payment.last_heard_at < heard_before, Payment.expires_at < utcnow())
             )
+            refunds.append(PaymentRefund.created_at < heard_before)
         async with self._db.session(Scope.system()) as session:
             rows = await session.execute(
                 select(Payment.tenant_id, Payment.id)
@@ -400,7 +404,16 @@ class PaymentStore:
                 .order_by(Payment.created_at)
                 .limit(10_000)
             )
-            return [(tenant, payment) for tenant, payment in rows]
+            found = [(tenant, payment) for tenant, payment in rows]
+            rows = await session.execute(
+                select(PaymentRefund.tenant_id, PaymentRefund.payment_id)
+                .where(*refunds)
+                .distinct()
+                .limit(10_000)
+            )
+            seen = set(found)
+            found += [(t, p) for t, p in rows if (t, p) not in seen]
+            return found
 
     async def count_by_status(self) -> dict[str, int]:
         """Every status with how many payments are in it (zeros included), all tenants."""
@@ -517,6 +530,16 @@ class PaymentStore:
                 .order_by(PaymentRefund.created_at)
             )
             return [(refund_id, amount, reason) for refund_id, amount, reason in rows]
+
+    async def refund_state(
+        self, tenant_id: uuid.UUID, refund_id: uuid.UUID
+    ) -> tuple[str, str | None]:
+        """A refund's status and the gateway's id for it (None before the gateway answered)."""
+        async with self._db.session(Scope.tenant(tenant_id)) as session:
+            refund = await session.get(PaymentRefund, refund_id)
+            if refund is None:
+                raise NotFound("refund not found")
+            return refund.status, refund.gateway_refund_id
 
     async def refund_result(
         self,

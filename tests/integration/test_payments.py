@@ -619,3 +619,33 @@ async def test_an_order_whose_answer_was_lost_is_found_again_not_made_twice(
     again = await order(api, shop.holder, shop.policy["id"], "razorpay", key="lost-answer")
     assert again["order_id"] == made["id"]
     assert len(gateways.razorpay.orders) == 1
+
+
+async def test_a_refund_whose_answer_an_outage_lost_is_completed_by_the_poller_once(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    paid = await paid_order(api, gateways, shop, "razorpay")
+    gateways.razorpay.lose_answers = True  # Razorpay refunds, but answers 503
+    _, body = await api.call(
+        "POST", f"/api/v1/payments/{paid['id']}/refunds", token=shop.admin.access_token,
+        json={"amount": "100.00", "reason": "overpaid"}, expect=201,
+    )  # fmt: skip
+    assert body["data"]["status"] == "requested"
+    gateways.razorpay.lose_answers = False
+    # Nobody asks again: the poller finds the open refund and asks with the same key.
+    sagas = api.app[PAYMENT_SAGAS]
+    sagas._settings = sagas._settings.model_copy(update={"poll_after_seconds": 0.001})
+    await asyncio.sleep(0.01)
+    assert await sagas.poll_once() >= 1
+
+    async def answered() -> bool:
+        refunds = (await payment(api, shop.admin, paid["id"]))["refunds"]
+        return [r["status"] for r in refunds] == ["pending"]
+
+    await eventually(answered, within=10)
+    (refund,) = gateways.razorpay.refunds.values()  # one refund, though asked twice
+    assert refund["amount"] == 10000
+    shown = await payment(api, shop.admin, paid["id"])
+    assert shown["refunds"][0]["gateway_refund_id"] == refund["id"]
+    assert shown["refunded_amount"] == "100.00"

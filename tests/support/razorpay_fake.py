@@ -64,6 +64,8 @@ class RazorpayFake:
         """True: Payment Links are refused as Razorpay refuses a bad request (a 400)."""
         self.link_delay = 0.0
         """Seconds a Payment Link takes to be made: a slow gateway."""
+        self.lose_answers = False
+        """True: each call is carried out but answered 503 as in an outage (the answer lost)."""
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._auth])
@@ -86,6 +88,8 @@ class RazorpayFake:
         if request.headers.get("Authorization") != f"Basic {expected}":
             return _error(401, "BAD_REQUEST_ERROR", "Authentication failed")
         response: web.StreamResponse = await handler(request)
+        if self.lose_answers:
+            return _error(503, "SERVER_ERROR", "We are facing some trouble completing your request")
         return response
 
     # ---- what a customer does at Checkout ----------------------------------------------------
