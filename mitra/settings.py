@@ -174,8 +174,13 @@ class ActorsSettings(_Section):
     restart_window_seconds: float = Field(60.0, gt=0)
 
 
+# The most `chat.max_body_chars` may be set to: the request schemas state it as the body's
+# maxLength, so the documents hold whatever a deployment configures.
+BODY_CHARS_CEILING = 100_000
+
+
 class ChatSettings(_Section):
-    max_body_chars: int = Field(4000, ge=1, le=100_000)
+    max_body_chars: int = Field(4000, ge=1, le=BODY_CHARS_CEILING)
     rate_limit_messages: int = Field(20, ge=1)
     rate_limit_window_seconds: float = Field(10.0, gt=0)
     rate_limit_typing: int = Field(10, ge=1)

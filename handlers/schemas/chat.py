@@ -10,8 +10,19 @@ from pydantic import Field, TypeAdapter, model_validator
 
 from handlers.schemas.common import PageQuery, QueryModel, RequestModel, ResponseModel, Seq
 from mitra.models.chat import SEQ_MAX
+from mitra.settings import BODY_CHARS_CEILING
 
 ClientMsgId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:\-]+$")]
+# The limit in force is a setting; the schema states the most it can be, and says which it is.
+MessageBody = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=BODY_CHARS_CEILING,
+        description="at most `chat.max_body_chars` characters (4,000 unless the deployment "
+        f"sets it, never more than {BODY_CHARS_CEILING:,}); longer is refused naming `body`",
+    ),
+]
 
 
 class OpenConversationRequest(RequestModel):
@@ -69,7 +80,7 @@ SendChannel = Annotated[
 
 class SendMessageRequest(RequestModel):
     client_msg_id: ClientMsgId
-    body: str = Field(min_length=1)
+    body: MessageBody
     channel: SendChannel = None
 
 
@@ -114,7 +125,7 @@ class SendFrame(_Frame):
     type: Literal["send"]
     conversation_id: uuid.UUID
     client_msg_id: ClientMsgId
-    body: str = Field(min_length=1)
+    body: MessageBody
     channel: SendChannel = None
 
 

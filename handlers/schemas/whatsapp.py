@@ -9,37 +9,61 @@ from pydantic import Field, model_validator
 
 from handlers.schemas.chat import ClientMsgId
 from handlers.schemas.common import RequestModel, ResponseModel
+from mitra.whatsapp.graph_messages import (
+    BUTTON_ID_MAX,
+    BUTTON_TITLE_MAX,
+    BUTTONS_BODY_MAX,
+    CAPTION_MAX,
+    FILENAME_MAX,
+    LIST_BODY_MAX,
+    LIST_BUTTON_MAX,
+    MAX_BUTTONS,
+    MAX_ROWS,
+    MAX_SECTIONS,
+    ROW_DESCRIPTION_MAX,
+    ROW_ID_MAX,
+    ROW_TITLE_MAX,
+    SECTION_TITLE_MAX,
+)
 
-# Meta's own limits (button titles, row counts, lengths) are checked by the message types the
-# sender posts (`mitra.whatsapp.graph_messages`), once, with the field named.
+# Meta's limits are checked by the message types the sender posts
+# (`mitra.whatsapp.graph_messages`); the fields below state the same numbers, taken from there,
+# so the OpenAPI document says what is refused and a too-long value is a 422 naming its field.
 
 
 class ReplyButtonSpec(RequestModel):
-    id: str = Field(min_length=1, max_length=256)
-    title: str = Field(min_length=1, description="at most 20 characters")
+    id: str = Field(min_length=1, max_length=BUTTON_ID_MAX)
+    title: str = Field(min_length=1, max_length=BUTTON_TITLE_MAX)
 
 
 class ListRowSpec(RequestModel):
-    id: str = Field(min_length=1, max_length=200)
-    title: str = Field(min_length=1, description="at most 24 characters")
-    description: str | None = Field(None, description="at most 72 characters")
+    id: str = Field(min_length=1, max_length=ROW_ID_MAX)
+    title: str = Field(min_length=1, max_length=ROW_TITLE_MAX)
+    description: str | None = Field(None, min_length=1, max_length=ROW_DESCRIPTION_MAX)
 
 
 class ListSectionSpec(RequestModel):
-    title: str | None = None
-    rows: list[ListRowSpec] = Field(min_length=1, max_length=10)
+    title: str | None = Field(
+        None,
+        min_length=1,
+        max_length=SECTION_TITLE_MAX,
+        description="required when the list has more than one section",
+    )
+    rows: list[ListRowSpec] = Field(min_length=1, max_length=MAX_ROWS)
 
 
 class ListSpec(RequestModel):
-    button: str = Field(min_length=1, description="the label that opens the list")
-    sections: list[ListSectionSpec] = Field(min_length=1, max_length=10)
+    button: str = Field(
+        min_length=1, max_length=LIST_BUTTON_MAX, description="the label that opens the list"
+    )
+    sections: list[ListSectionSpec] = Field(min_length=1, max_length=MAX_SECTIONS)
 
 
 class MediaSpec(RequestModel):
     kind: Literal["image", "document", "audio", "video"]
     link: str = Field(pattern=r"^https://", max_length=2000, description="Meta fetches it")
-    caption: str | None = None
-    filename: str | None = None
+    caption: str | None = Field(None, min_length=1, max_length=CAPTION_MAX)
+    filename: str | None = Field(None, min_length=1, max_length=FILENAME_MAX)
 
 
 class WhatsAppSendRequest(RequestModel):
@@ -52,8 +76,14 @@ class WhatsAppSendRequest(RequestModel):
     parameters: list[str] = Field(
         default_factory=list, max_length=20, description="the body's {{1}}, {{2}}, ... in order"
     )
-    body: str | None = Field(None, min_length=1, description="the text above buttons or a list")
-    buttons: list[ReplyButtonSpec] | None = Field(None, min_length=1, max_length=3)
+    body: str | None = Field(
+        None,
+        min_length=1,
+        max_length=LIST_BODY_MAX,
+        description=f"the text above buttons (at most {BUTTONS_BODY_MAX:,} characters) or a "
+        f"list (at most {LIST_BODY_MAX:,})",
+    )
+    buttons: list[ReplyButtonSpec] | None = Field(None, min_length=1, max_length=MAX_BUTTONS)
     # `list` on the wire; a field of that name would shadow the builtin in this class.
     list_: ListSpec | None = Field(None, alias="list")
     media: MediaSpec | None = None
