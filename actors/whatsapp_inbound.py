@@ -9,6 +9,7 @@ numbered by the conversation's actor wherever that lives and reaches members' so
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 
@@ -16,7 +17,7 @@ from actors.chat_router import ChatRouter
 from actors.conversation import SendMessage
 from mitra.errors import InvalidInput, MitraError, Unavailable
 from mitra.whatsapp.inbox import WhatsAppInbox
-from mitra.whatsapp.ledger import SendLedger
+from mitra.whatsapp.ledger import IN_FLIGHT, SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
 from mitra.whatsapp.render import client_msg_id, render
 from mitra.whatsapp.setup import WhatsAppSetup
@@ -29,6 +30,11 @@ log = logging.getLogger("mitra.whatsapp.inbound")
 
 GROUP = "whatsapp-inbound"
 CHANNEL = "whatsapp"
+# Meta can report a message `sent` before its answer to the POST is recorded. Such a status is
+# tried again, with these pauses, while the send to that customer still awaits its answer: the
+# partition waits only on a race that is really under way, and not longer than the POST's own
+# timeout. The offset is not committed meanwhile, so a crash loses nothing.
+EARLY_STATUS_PAUSES = (0.05, 0.1, 0.2, 0.4, 0.8, *(1.0,) * 10)
 
 
 class WhatsAppInboundConsumer:
@@ -107,10 +113,18 @@ class WhatsAppInboundConsumer:
     async def _status(self, tenant_id: uuid.UUID, item: InboundItem) -> None:
         errors = item.data.get("errors")
         error = errors[0] if isinstance(errors, list) and errors else None
-        moved = await self._ledger.apply_status(
-            tenant_id, str(item.data["id"]), str(item.data["status"]), error
-        )
-        self._metrics.statuses.inc({"status": str(item.data["status"]), "applied": str(moved)})
+        wamid, status = str(item.data["id"]), str(item.data["status"])
+        outcome = await self._ledger.apply_status(tenant_id, wamid, status, error, item.wa_id)
+        if outcome == IN_FLIGHT:
+            self._metrics.statuses.inc({"status": status, "outcome": "early"})
+            for pause in EARLY_STATUS_PAUSES:
+                await asyncio.sleep(pause)
+                outcome = await self._ledger.apply_status(
+                    tenant_id, wamid, status, error, item.wa_id
+                )
+                if outcome != IN_FLIGHT:
+                    break
+        self._metrics.statuses.inc({"status": status, "outcome": outcome})
 
     def _count(self, outcome: str) -> None:
         self._metrics.inbound.inc({"outcome": outcome})

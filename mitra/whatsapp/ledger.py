@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from mitra.analytics import MESSAGE_FAILED, AnalyticsFact, emit_analytics
-from mitra.db import Database, Scope, UnitOfWork
+from mitra.db import Database, Scope, UnitOfWork, utcnow
 from mitra.errors import NotFound
 from mitra.models import Conversation, Customer, WhatsAppSend
 from mitra.records import CHAT_EVENTS_TOPIC
@@ -26,6 +27,16 @@ STATUS_EVENT = "status"
 _RANK = {"pending": 0, "accepted": 1, "sent": 2, "delivered": 3, "read": 4}
 # A send whose outcome is unknown (a crash while its POST was in flight) is reported so.
 UNKNOWN = "unknown"
+
+# What a status of Meta's did (`apply_status`).
+APPLIED = "applied"
+STALE = "stale"  # the message is there already, or further: nothing changes
+NOT_OURS = "not_ours"  # no send of the tenant has this wamid, and none is in flight to them
+IN_FLIGHT = "in_flight"  # no send has this wamid yet, but one to this recipient awaits its answer
+# Meta may report `sent` before its answer to the POST reaches the sender and is recorded. A send
+# still `posting` after this long is not awaiting an answer (the client's timeout is shorter):
+# its instance died, and the redelivered event will call it `unknown`.
+IN_FLIGHT_FOR = timedelta(seconds=30)
 
 
 def moves_forward(current: str, new: str) -> bool:
@@ -110,16 +121,33 @@ class SendLedger:
         await self._finish(tenant_id, send_id, state=UNKNOWN, status=UNKNOWN)
 
     async def apply_status(
-        self, tenant_id: uuid.UUID, wamid: str, status: str, error: dict[str, Any] | None
-    ) -> bool:
-        """Meta's status for a sent message, if it moves it forward; False if it changes nothing
-        (stale, repeated, or about a message this tenant never sent)."""
+        self,
+        tenant_id: uuid.UUID,
+        wamid: str,
+        status: str,
+        error: dict[str, Any] | None,
+        recipient: str,
+    ) -> str:
+        """Meta's status for a sent message, applied if it moves it forward. Returns APPLIED,
+        STALE (repeated or late), IN_FLIGHT (its wamid is not recorded yet, but a send to
+        `recipient`, Meta's wa_id, awaits its answer: worth trying again shortly) or NOT_OURS."""
         async with self._db.unit_of_work(Scope.tenant(tenant_id)) as uow:
             row = await uow.session.scalar(
                 select(WhatsAppSend).where(WhatsAppSend.wamid == wamid).with_for_update()
             )
-            if row is None or not moves_forward(row.status, status):
-                return False
+            if row is None:
+                in_flight = await uow.session.scalar(
+                    select(WhatsAppSend.id)
+                    .where(
+                        WhatsAppSend.state == "posting",
+                        WhatsAppSend.to_phone == "+" + recipient.lstrip("+"),
+                        WhatsAppSend.updated_at > utcnow() - IN_FLIGHT_FOR,
+                    )
+                    .limit(1)
+                )
+                return IN_FLIGHT if in_flight is not None else NOT_OURS
+            if not moves_forward(row.status, status):
+                return STALE
             row.status = status
             if status == "failed" and error:
                 row.error_code = _int(error.get("code"))
@@ -127,7 +155,7 @@ class SendLedger:
             _announce(uow, row)
             if status == "failed":
                 _count_failure(uow, row)
-        return True
+        return APPLIED
 
     async def _update(self, tenant_id: uuid.UUID, send_id: uuid.UUID, **values: Any) -> None:
         async with self._db.transaction(Scope.tenant(tenant_id)) as session:

@@ -25,7 +25,8 @@ class WhatsAppMetrics:
         )
         self.statuses = Counter(
             "mitra_whatsapp_statuses_total",
-            "Meta's statuses of sent messages, by status and whether they moved it forward",
+            "Meta's statuses of sent messages, by status and outcome (applied, stale, not_ours; "
+            "early: it came before the send was recorded, and was tried again)",
             registry=registry,
         )
         self.sends = Counter(

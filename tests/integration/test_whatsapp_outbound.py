@@ -132,6 +132,46 @@ async def test_a_reply_reaches_meta_once_and_statuses_move_it_forward_on_the_soc
     await agent.close()
 
 
+async def metrics_text(api: Api) -> str:
+    return await (await api.client.get("/metrics")).text()
+
+
+async def test_a_status_that_overtakes_metas_answer_to_the_post_is_applied_once_recorded(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa, conversation_id, agent = await agent_with_question(api)
+    # Meta took the message and reports it delivered before its answer to the POST arrives.
+    fake.hold_answers()
+    ack = await agent.say(conversation_id, "overtaken", "Your premium is paid.")
+    await eventually(lambda: len(fake.sent) == 1, within=WAIT)
+    early = raw(webhook_body(statuses=[status(fake.sent[0].wamid, "delivered")]))
+    assert (await post_webhook(api, wa.webhook, early))[0] == 200
+
+    async def seen_early() -> bool:
+        return 'outcome="early"' in await metrics_text(api)
+
+    await eventually(seen_early, within=WAIT)
+    fake.answer_held()
+    delivered = await agent.expect("status", lambda f: f["status"] == "delivered", within=WAIT)
+    assert delivered["seq"] == ack["seq"]
+    assert [f["status"] for f in agent.frames if f["type"] == "status"] == [
+        "accepted",
+        "delivered",
+    ]
+    row = await wait_for_send(api, ack["message_id"], {"sent"})
+    assert row.status == "delivered"
+    # A status about a message Mitra never sent is dropped at once, not waited on.
+    foreign = raw(webhook_body(statuses=[status("wamid.NOT-OURS", "read")]))
+    assert (await post_webhook(api, wa.webhook, foreign))[0] == 200
+
+    async def dropped() -> bool:
+        return '{outcome="not_ours",status="read"}' in await metrics_text(api)
+
+    await eventually(dropped, within=WAIT)
+    await agent.close()
+
+
 async def test_outside_the_window_free_text_is_refused_up_front_and_templates_still_go(
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:

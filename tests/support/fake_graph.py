@@ -129,6 +129,8 @@ class FakeGraph:
         self._media: dict[str, _Media] = {}
         self._script: list[_Failure] = []
         self._released = asyncio.Event()
+        self._answering = asyncio.Event()
+        self._answering.set()
 
     # -- arranging ---------------------------------------------------------------------------
 
@@ -193,9 +195,18 @@ class FakeGraph:
         else:
             self._script.append(_Failure(status, body, headers or {}))
 
+    def hold_answers(self) -> None:
+        """Accepted messages get their wamid (in `sent`) but no answer until `answer_held()`:
+        Meta's webhooks about a message can overtake its answer to the POST."""
+        self._answering.clear()
+
+    def answer_held(self) -> None:
+        self._answering.set()
+
     def release(self) -> None:
         """Lets hung requests finish (with a 503), so the server can shut down at once."""
         self._released.set()
+        self._answering.set()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -301,6 +312,7 @@ class FakeGraph:
             )
         wamid = "wamid." + base64.b64encode(secrets.token_bytes(30)).decode().rstrip("=")
         self.sent.append(SentMessage(phone_number_id, recorded.json, wamid))
+        await self._answering.wait()
         to = recorded.json["to"]
         return web.json_response(
             {
