@@ -9,6 +9,7 @@ neither holds the sheet in memory. A crash resumes in the second pass after `com
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import logging
 import threading
@@ -82,6 +83,14 @@ class Pipeline:
         self._submit = submit
         self._pending: tuple[JobRef, Batch, concurrent.futures.Future[Counts]] | None = None
         self._last_frame = 0.0
+        self._last_lease = 0.0
+        # The latest snapshot and the rows it counts as done in this run: the ticker on the
+        # loop pushes it again whenever the pipeline has said nothing for an interval (a slow
+        # batch, an ANALYZE, the whole load of an xls), without asking the database.
+        self._latest: tuple[dict[str, Any], int] | None = None
+        self._frames_lock = threading.Lock()
+        self._frames_closed = False
+        self._ticker: concurrent.futures.Future[None] | None = None
         self._written_here = 0
         self._analyze_at = _FIRST_ANALYZE
         self._job: ImportJob | None = None
@@ -106,6 +115,15 @@ class Pipeline:
         ref = JobRef(
             job.id, job.tenant_id, job.agent_id, job.uploaded_by, ImportType(job.import_type)
         )
+        self._frame(self._snapshot(), force=True)
+        self._start_ticker()
+        try:
+            self._stages(job, ref)
+        finally:
+            if self._ticker is not None:
+                self._ticker.cancel()
+
+    def _stages(self, job: ImportJob, ref: JobRef) -> None:
         try:
             if job.retries and job.committed_row >= 0 and job.header:
                 self._retry(job, ref)
@@ -136,7 +154,7 @@ class Pipeline:
         job = finished or self._run(self._store.load(self.tenant_id, self.import_id))
         if job is not None and not _running(job.status):
             self._path(job).unlink(missing_ok=True)
-            self._frame(_frame_of(job), force=True)
+            self._send(_frame_of(job), final=True)
 
     def _path(self, job: ImportJob) -> Path:
         return Path(self._settings.directory) / job.stored_name
@@ -380,6 +398,7 @@ class Pipeline:
         self._lease(status=status)
         assert self._tally is not None
         self._tally.status = status
+        self._frame(self._snapshot())
 
     def _lease(self, **values: Any) -> None:
         job = self._job
@@ -394,11 +413,12 @@ class Pipeline:
         )
         if not renewed:
             raise LeaseLost(str(self.import_id))
+        self._last_lease = time.monotonic()
 
     def _heartbeat(self) -> None:
         if self._stopping.is_set():
             raise Stopped
-        if time.monotonic() - self._last_frame >= self._settings.progress_interval_seconds:
+        if time.monotonic() - self._last_lease >= self._settings.progress_interval_seconds:
             self._lease()
             self._frame(self._snapshot())
 
@@ -407,10 +427,7 @@ class Pipeline:
         assert tally is not None
         assert self._job is not None
         counts = tally.counts
-        elapsed = max(time.monotonic() - tally.started, 1e-6)
-        done = counts.processed - (
-            self._job.created + self._job.updated + self._job.unchanged + self._job.failed
-        )
+        done = self._done()
         return {
             "type": "import_progress",
             "import_id": str(self.import_id),
@@ -421,22 +438,76 @@ class Pipeline:
             "updated": counts.updated,
             "unchanged": counts.unchanged,
             "failed": counts.failed,
-            "rows_per_second": round(done / elapsed, 1),
+            "rows_per_second": self._rate(done),
             "finished": False,
         }
 
+    def _done(self) -> int:
+        """Rows processed by this run (a resumed or retried import counted the rest before)."""
+        tally, job = self._tally, self._job
+        assert tally is not None
+        assert job is not None
+        return tally.counts.processed - (job.created + job.updated + job.unchanged + job.failed)
+
+    def _rate(self, done: int) -> float:
+        assert self._tally is not None
+        return round(done / max(time.monotonic() - self._tally.started, 1e-6), 1)
+
     def _frame(self, frame: dict[str, Any], *, force: bool = False) -> None:
-        now = time.monotonic()
+        """A new snapshot: kept for the ticker, and sent unless one went out less than an
+        interval ago (`force`: sent anyway)."""
         if self._progress is None or self._job is None:
             return
-        if not force and now - self._last_frame < self._settings.progress_interval_seconds:
+        self._latest = (frame, self._done())
+        self._send(frame, force=force)
+
+    def _send(self, frame: dict[str, Any], *, force: bool = False, final: bool = False) -> None:
+        """`final` is the last frame: nothing is sent after it, not even by the ticker."""
+        if self._progress is None or self._job is None:
             return
-        self._last_frame = now
-        users = list(dict.fromkeys([self._job.uploaded_by, self._job.agent_id]))
+        with self._frames_lock:
+            now = time.monotonic()
+            if self._frames_closed:
+                return
+            if not (force or final) and now - self._last_frame < self._interval:
+                return
+            self._frames_closed = final
+            self._last_frame = now
+            users = list(dict.fromkeys([self._job.uploaded_by, self._job.agent_id]))
+            try:
+                # Under the lock, so that a frame of the ticker never follows the final one.
+                self._progress(self.tenant_id, users, frame)
+            except Exception:
+                log.warning(
+                    "import %s: a progress frame was not sent", self.import_id, exc_info=True
+                )
+
+    @property
+    def _interval(self) -> float:
+        return self._settings.progress_interval_seconds
+
+    def _start_ticker(self) -> None:
+        if self._progress is None or self._submit is None:
+            return
         try:
-            self._progress(self.tenant_id, users, frame)
+            self._ticker = self._submit(self._tick())
         except Exception:
-            log.warning("import %s: a progress frame was not sent", self.import_id, exc_info=True)
+            log.warning("import %s: no progress ticker", self.import_id, exc_info=True)
+
+    async def _tick(self) -> None:
+        """On the loop: the latest snapshot again whenever no frame went out for an interval,
+        its rate brought up to date (a stall shows as a falling rate)."""
+        while not self._frames_closed:
+            wait = self._last_frame + self._interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                continue
+            latest = self._latest
+            if latest is None:
+                await asyncio.sleep(self._interval)
+                continue
+            frame, done = latest
+            self._send({**frame, "rows_per_second": self._rate(done)}, force=True)
 
 
 def _numbered(first: list[list[Any]], rest: Iterator[list[Any]]) -> Iterator[tuple[int, list[Any]]]:

@@ -3,16 +3,22 @@ what is reported, and that a second upload changes nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+import itertools
+import uuid
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import openpyxl
 import pytest
+from sqlalchemy import update
 
+from handlers.keys import DATABASE
 from handlers.schemas.chat_server import ImportProgressFrame
-from mitra.models import Role
+from mitra.db import Scope
+from mitra.models import ImportJob, Role
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.api import Account, Api
@@ -434,6 +440,51 @@ async def test_ten_thousand_rows_with_progress_on_the_socket(api: Api) -> None:
     assert during, "no progress frame while it ran"
     assert all(f["processed"] <= 10_001 for f in during)
     await socket.ws.close()
+
+
+async def test_progress_frames_keep_coming_while_a_batch_waits_for_the_database(
+    api: Api, settings: Settings
+) -> None:
+    _, agent = await agent_of(api)
+    socket = await ChatClient.connect(api.client, agent.access_token)
+    rows = [["Name", "Mobile"]] + [[f"C {n}", f"7{n:09d}"] for n in range(3_000)]
+    _, body = await upload(api, agent, "slow.csv", csv_bytes(rows))
+    import_id = body["data"]["import_id"]
+    loop = asyncio.get_running_loop()
+    arrivals: list[float] = []
+    started = asyncio.Event()
+
+    async def follow() -> dict[str, Any]:
+        while True:
+            frame = await socket.expect(
+                "import_progress", lambda f: f["import_id"] == import_id, within=60
+            )
+            arrivals.append(loop.time())
+            started.set()
+            if frame["finished"]:
+                return frame
+
+    following = asyncio.create_task(follow())
+    async with asyncio.timeout(10):
+        await started.wait()
+    # Hold the import's row (PostgreSQL) and the write lock (SQLite) as a slow batch or an
+    # ANALYZE would: the import's next commit, lease renewal and end all wait for it.
+    async with api.app[DATABASE].transaction(Scope.system()) as session:
+        await session.execute(
+            update(ImportJob)
+            .where(ImportJob.id == uuid.UUID(import_id))
+            .values(updated_at=ImportJob.updated_at)
+        )
+        held_from = loop.time()
+        await asyncio.sleep(1.5)
+    held_until = loop.time()
+    last = await following
+    assert last["status"] == "completed", "it ended before the database held it up"
+    window = [held_from, *(t for t in arrivals if held_from < t < held_until), held_until]
+    longest = max(later - earlier for earlier, later in itertools.pairwise(window))
+    interval = settings.imports.progress_interval_seconds
+    assert longest < interval * 3, f"{longest:.2f} s without a progress frame"
+    await socket.close()
 
 
 async def test_cancel_stops_a_running_import(api: Api) -> None:
