@@ -6,6 +6,8 @@ export const registry = {
   panels: [], // {id, render(conversation, customer)} — beside the chat
   badges: [], // (conversation, store) => vnode | null — on inbox rows and the chat header
   messageMeta: [], // (message, store) => vnode | null — under a message
+  policyMeta: [], // (policy, customer, conversationId) => vnode | null — under a policy in the customer panel
+  refusals: new Map(), // a refused send's error code => (item) => vnode — instead of "not sent: …"
   frames: new Map(), // socket frame type => [handler(frame, chat)]
 };
 
@@ -28,4 +30,12 @@ export function registerMessageMeta(render) {
 export function onFrame(type, handler) {
   if (!registry.frames.has(type)) registry.frames.set(type, []);
   registry.frames.get(type).push(handler);
+}
+
+export function registerPolicyMeta(render) {
+  registry.policyMeta.push(render);
+}
+
+export function registerRefusal(code, render) {
+  registry.refusals.set(code, render);
 }

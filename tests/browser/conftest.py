@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.databases import in_ci
+from tests.support.payments import Gateways, gateways_in_thread
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("MITRA_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -48,11 +49,13 @@ def _unavailable(reason: str) -> None:
 
 @dataclass
 class Server:
-    """A running `mitra serve`: its address, the demo logins it printed, its log file."""
+    """A running `mitra serve`: its address, the demo logins it printed, its log file, and the
+    payment gateways' fakes its SDKs reach."""
 
     base: str
     logins: dict[str, tuple[str, str]]  # role -> (email, password)
     log: Path
+    gateways: Gateways
 
     def api(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
         request = urllib.request.Request(  # noqa: S310 - the test's own loopback server
@@ -82,7 +85,15 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def gateways() -> Iterator[Gateways]:
+    """Razorpay's and Stripe's fakes, for the server's SDKs (a test sets the demo agency's keys
+    up to use them)."""
+    with gateways_in_thread() as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, gateways: Gateways) -> Iterator[Server]:
     """One server for a module's tests (start-up and seeding cost seconds), demo book seeded."""
     workdir = tmp_path_factory.mktemp("console-server")
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MITRA_")}
@@ -93,6 +104,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "MITRA_LOGGING_LEVEL": "INFO",
         # The history test posts a long conversation at once.
         "MITRA_CHAT_RATE_LIMIT_MESSAGES": "1000",
+        "MITRA_PAYMENTS_RAZORPAY_BASE_URL": gateways.razorpay_url,
+        "MITRA_PAYMENTS_STRIPE_BASE_URL": gateways.stripe_url,
     }
     log = workdir / "stderr.log"
     with log.open("wb") as stderr:
@@ -111,7 +124,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         serving = SERVING.match(lines[0])
         assert serving is not None, lines
         logins = {m[1]: (m[2], m[3]) for m in map(LOGIN.match, lines) if m}
-        yield Server(serving.group(1), logins, log)
+        yield Server(serving.group(1), logins, log, gateways)
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:

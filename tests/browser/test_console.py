@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Server
+from tests.support import razorpay_fake
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 15_000
@@ -322,5 +324,56 @@ def test_an_import_is_followed_live_to_its_counts_and_its_failed_rows_download(
     # The imported customers are in the agent's book.
     token = server.token(*server.logins["senior_agent"])
     assert server.api("GET", "/customers?q=Browser", token=token)["pagination"]["total"] == 2
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+def test_the_agent_sends_a_payment_link_and_sees_the_premium_paid(
+    browser: Any, server: Server
+) -> None:
+    admin = server.token(*server.logins["super_admin"])
+    server.api("PUT", "/integrations/razorpay", {
+        "key_id": razorpay_fake.KEY_ID, "key_secret": razorpay_fake.KEY_SECRET,
+        "webhook_secret": razorpay_fake.WEBHOOK_SECRET,
+    }, token=admin)  # fmt: skip
+    page = _page(browser, server)
+    _sign_in(page, *server.logins["senior_agent"])
+    _open(page, HOLDER_CUSTOMER)
+    send = page.get_by_role("button", name=re.compile("^Send payment link "))
+    send.first.wait_for()
+    number = send.first.get_attribute("aria-label").removeprefix("Send payment link ")
+    policy = page.locator(f".policies li[data-policy='{number}']")
+    expect(policy.locator(".payment")).to_have_attribute("data-payment-status", "none")
+
+    policy.get_by_role("button", name=f"Send payment link {number}").click()
+    policy.get_by_text("Payment link sent to the chat").wait_for()
+    _stored(page, "Pay securely here").wait_for()
+    expect(policy.locator(".payment")).to_have_attribute("data-payment-status", "order_placed")
+
+    # The customer pays at Razorpay, which tells Mitra by its webhooks: the receipt reaches the
+    # chat and the policy's payment state follows, with no reload.
+    agent = server.token(*server.logins["senior_agent"])
+    (made,) = server.api("GET", "/payments?limit=5", token=agent)["items"]
+    link, order, paid = server.gateways.razorpay.pay_link(made["gateway_order_id"])
+    tenant_id = server.api("GET", "/users/me", token=admin)["tenant_id"]
+    for raw in (
+        razorpay_fake.webhook_body(
+            "payment_link.paid", payment_link=link, order=order, payment=paid
+        ),
+        razorpay_fake.webhook_body("payment.captured", payment=paid),
+    ):
+        request = urllib.request.Request(  # noqa: S310 - the test's own loopback server
+            f"{server.base}/api/v1/webhooks/razorpay/{tenant_id}",
+            data=raw,
+            headers=razorpay_fake.signed_headers(raw),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
+            assert answer.status == 200
+    _stored(page, "Payment received").wait_for()
+    expect(policy.locator(".payment")).to_have_attribute(
+        "data-payment-status", "receipt_sent", timeout=WAIT_MS
+    )
+    expect(policy.locator(".payment .status")).to_have_text("paid, receipt sent")
     assert page.errors == [], page.errors
     page.context.close()

@@ -4,11 +4,11 @@ import { useEffect, useState } from "preact/hooks";
 import { api, session } from "../api.js";
 import { html } from "../html.js";
 import { t } from "../i18n.js";
-import { registerPanel } from "../registry.js";
+import { registerPanel, registry } from "../registry.js";
 
 const MAY_CHANGE = new Set(["super_admin", "provider_admin", "senior_agent", "junior_agent"]);
 
-function CustomerPanel({ customerId }) {
+function CustomerPanel({ customerId, conversationId }) {
   const [customer, setCustomer] = useState(null);
   const [policies, setPolicies] = useState([]);
   const [error, setError] = useState(null);
@@ -54,6 +54,7 @@ function CustomerPanel({ customerId }) {
             <option value="">—</option>
             ${p.allowed_transitions.map((s) => html`<option value=${s}>${t(`status_${s}`)}</option>`)}
           </select></label>`}
+        ${registry.policyMeta.map((meta) => meta(p, customer, conversationId))}
       </li>`)}
     </ul>
     ${error && html`<p class="error" role="alert">${error}</p>`}
@@ -62,5 +63,5 @@ function CustomerPanel({ customerId }) {
 
 registerPanel({
   id: "customer",
-  render: (row) => (row.customer_id ? html`<${CustomerPanel} key=${row.customer_id} customerId=${row.customer_id} />` : null),
+  render: (row) => (row.customer_id ? html`<${CustomerPanel} key=${row.customer_id} customerId=${row.customer_id} conversationId=${row.id} />` : null),
 });
