@@ -208,7 +208,12 @@ class AssistantActor(BridgedActor):
                 own=context,
                 own_policies=tuple(p.number for p in mine),
             )
-            reply = self._io(parts.llm.reply(question), parts.llm.total_timeout)
+            try:
+                reply = self._io(parts.llm.reply(question), parts.llm.total_timeout)
+            except Exception as exc:  # late, or broken: the customer still gets the plain answer
+                log.warning("LLM answer in %s lost: %s", context.conversation_id,
+                            type(exc).__name__)  # fmt: skip
+                reply = None
             if reply == HANDOFF:
                 return Answer(replies.text(language, "handoff"), "llm", None, language,
                               handoff="low_confidence")  # fmt: skip

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from handlers.schemas.common import QueryModel, RequestModel, ResponseModel, omittable
+from handlers.schemas.integrations import HEADER_SAFE
 
 Intent = Literal[
     "policy_status", "premium_due", "premium_payment", "claim_process", "agent_contact",
@@ -85,7 +86,12 @@ class ArticleResponse(ResponseModel):
 
 class OpenAIIntegrationRequest(RequestModel):
     api_key: str | None = Field(
-        None, min_length=8, max_length=500, description="left out, the stored one is kept"
+        None,
+        min_length=8,
+        max_length=500,
+        # A bearer token: the SDK cannot send anything else, and would fail before any request.
+        pattern=HEADER_SAFE,
+        description="left out, the stored one is kept",
     )
     model: str = Field("gpt-4o-mini", min_length=1, max_length=100, pattern=r"^[\w.:/-]+$")
 

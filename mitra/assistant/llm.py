@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -39,6 +39,7 @@ log = logging.getLogger("mitra.assistant.llm")
 HANDOFF = "HANDOFF"
 """What the model is told to answer when it cannot: the assistant then hands over."""
 MAX_TOKENS = 300
+MAX_TENANT_BREAKERS = 1000
 _LANGUAGE_NAMES = {
     EN: "English",
     HI: "Hindi in Devanagari script",
@@ -101,6 +102,11 @@ class CircuitBreaker:
         self._trial = True  # one call tries the provider again
         self._set("half_open")
         return True
+
+    def released(self) -> None:
+        """The allowed call ended without telling whether the provider is up (the request's
+        own fault, a cancellation, a bug): a held trial is handed back for the next call."""
+        self._trial = False
 
     def succeeded(self) -> None:
         self._recent.clear()
@@ -166,6 +172,9 @@ class TokenBudget:
 
 
 class LlmFallback:
+    """Answers what no rule or article does, through the SDK. `reply` answers None rather than
+    raise, whatever goes wrong: the assistant then answers plainly instead of not at all."""
+
     def __init__(
         self,
         settings: ChatbotSettings,
@@ -177,12 +186,12 @@ class LlmFallback:
         self._budget = budget
         self._metrics = metrics
         self._tenant_key = tenant_key
-        self.breaker = CircuitBreaker(
-            settings.breaker_failures,
-            settings.breaker_window_seconds,
-            settings.breaker_cooldown_seconds,
-            on_change=metrics.breaker_state,
-        )
+        self.breaker = self._new_breaker(on_change=metrics.breaker_state)
+        """The server key's breaker: every tenant without its own key depends on it, and
+        `/metrics` shows it."""
+        # A breaker per tenant key: a tenant's spent quota or revoked key is that tenant's
+        # outage, not everyone's.
+        self._tenant_breakers: OrderedDict[str, CircuitBreaker] = OrderedDict()
         self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
 
     @property
@@ -192,15 +201,23 @@ class LlmFallback:
         attempts = self._settings.max_retries + 1
         return attempts * self._settings.timeout_seconds + self._settings.max_retries * 10 + 5
 
-    async def reply(self, question: LlmQuestion) -> str | None:  # noqa: PLR0911
+    async def reply(self, question: LlmQuestion) -> str | None:
         """The model's answer with the asker's own details put back, HANDOFF, or None."""
+        try:
+            return await self._reply(question)
+        except Exception as exc:  # a bug or a broken stored key must not leave the customer
+            # unanswered; the type only: the message may quote a credential.
+            self._metrics.llm_calls.inc({"outcome": "error"})
+            log.error("LLM call failed outside the provider: %s", type(exc).__name__)
+            return None
+
+    async def _reply(self, question: LlmQuestion) -> str | None:  # noqa: PLR0911
         key = await self._key(question.tenant_id)
         if key is None:
             return None
         api_key, model = key
-        if not self.breaker.allow():
-            self._metrics.llm_calls.inc({"outcome": "skipped_open"})
-            return None
+        # The budget before the breaker: a question that is not sent must not hold the
+        # breaker's one trial call.
         if await self._budget.used(question.tenant_id) >= self._budget.daily:
             self._metrics.llm_calls.inc({"outcome": "skipped_budget"})
             return None
@@ -211,6 +228,11 @@ class LlmFallback:
             own_emails=[own.customer_email or ""],
             own_policies=question.own_policies,
         )
+        breaker = self._breaker(api_key)
+        if not breaker.allow():
+            self._metrics.llm_calls.inc({"outcome": "skipped_open"})
+            return None
+        outcome = "unknown"
         started = time.monotonic()
         try:
             completion = await self._client(api_key).chat.completions.create(
@@ -222,13 +244,14 @@ class LlmFallback:
                 max_tokens=MAX_TOKENS,
                 temperature=0.2,
             )
+            outcome = "ok"
         except (
             openai.APIConnectionError,
             openai.RateLimitError,
             openai.InternalServerError,
         ) as exc:
             # APITimeoutError is an APIConnectionError: slow counts as down.
-            self.breaker.failed()
+            outcome = "failed"
             self._metrics.llm_calls.inc({"outcome": "failed"})
             log.warning("LLM unavailable: %s", type(exc).__name__)
             return None
@@ -239,7 +262,14 @@ class LlmFallback:
             return None
         finally:
             self._metrics.llm_latency.observe({}, time.monotonic() - started)
-        self.breaker.succeeded()
+            # Settled whatever happened (a refusal, a cancellation, a failure outside the
+            # SDK): an unsettled trial would keep the breaker half open for good.
+            if outcome == "ok":
+                breaker.succeeded()
+            elif outcome == "failed":
+                breaker.failed()
+            else:
+                breaker.released()
         self._metrics.llm_calls.inc({"outcome": "ok"})
         usage = completion.usage
         if usage is not None:
@@ -253,6 +283,26 @@ class LlmFallback:
         if content.upper().startswith(HANDOFF):
             return HANDOFF
         return masker.restore(content)
+
+    def _breaker(self, api_key: str) -> CircuitBreaker:
+        if api_key == self._settings.openai_api_key:
+            return self.breaker
+        breaker = self._tenant_breakers.get(api_key)
+        if breaker is None:
+            if len(self._tenant_breakers) >= MAX_TENANT_BREAKERS:
+                self._tenant_breakers.popitem(last=False)  # the longest unused forgets
+            breaker = self._tenant_breakers[api_key] = self._new_breaker()
+        else:
+            self._tenant_breakers.move_to_end(api_key)
+        return breaker
+
+    def _new_breaker(self, on_change: Callable[[str], None] | None = None) -> CircuitBreaker:
+        return CircuitBreaker(
+            self._settings.breaker_failures,
+            self._settings.breaker_window_seconds,
+            self._settings.breaker_cooldown_seconds,
+            on_change=on_change,
+        )
 
     def _system_prompt(self, question: LlmQuestion, masker: Masker) -> str:
         lines = [

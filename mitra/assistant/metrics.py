@@ -32,7 +32,7 @@ class AssistantMetrics:
         )
         self.llm_calls = Counter(
             "mitra_bot_llm_calls_total",
-            "LLM calls by outcome (ok, failed, refused, skipped_open, skipped_budget)",
+            "LLM calls by outcome (ok, failed, refused, error, skipped_open, skipped_budget)",
             registry=registry,
         )
         self.payment_links = Counter(

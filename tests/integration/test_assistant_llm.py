@@ -4,14 +4,19 @@ budget holds, and a tenant's own key is used and never shown."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
+from handlers.keys import INTEGRATIONS
+from mitra.assistant.llm import OPENAI
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.support.api import Api
 from tests.support.assistant import asker
+from tests.support.chat import principal_of
 from tests.support.fake_openai import FakeOpenAI, Step, serve_fake_openai
 from tests.support.ws import ChatClient
 
@@ -26,7 +31,15 @@ async def openai() -> AsyncIterator[tuple[FakeOpenAI, str]]:
 
 
 @pytest.fixture
-def settings(make_settings: SettingsFactory, openai: tuple[FakeOpenAI, str]) -> Settings:
+def chatbot() -> dict[str, Any]:
+    """A test's own chatbot settings over the module's (parametrize "chatbot" to set them)."""
+    return {}
+
+
+@pytest.fixture
+def settings(
+    make_settings: SettingsFactory, openai: tuple[FakeOpenAI, str], chatbot: dict[str, Any]
+) -> Settings:
     return make_settings(
         chatbot={
             "enabled": True,
@@ -38,6 +51,7 @@ def settings(make_settings: SettingsFactory, openai: tuple[FakeOpenAI, str]) -> 
             "breaker_cooldown_seconds": 600,
             "daily_token_budget": 100,
             "max_reply_chars": 120,
+            **chatbot,
         },
         chat={"rate_limit_messages": 1000},
     )
@@ -161,3 +175,84 @@ async def test_a_tenant_brings_its_own_key_which_is_never_answered(
         await chat.ask(QUESTION)
         assert fake.keys == ["sk-tenant-own-key-9876"]
         assert fake.requests[0]["model"] == "gpt-tenant"
+
+
+async def _source(chat: Any, question: str) -> str:
+    source: str = (await chat.ask(question))["meta"]["bot"]["source"]
+    return source
+
+
+@pytest.mark.parametrize(
+    "chatbot", [{"breaker_failures": 1, "breaker_cooldown_seconds": 1.0, "max_retries": 0}]
+)
+async def test_a_trial_call_cut_short_does_not_keep_the_llm_off_for_everyone(
+    api: Api, openai: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = openai
+    async with asker(api) as chat, asker(api) as spent:
+        fake.then(Step(usage=(100, 0)))
+        assert await _source(spent, QUESTION) == "llm"  # that agency's day's budget is gone
+        fake.then(Step(status=503))
+        assert await _source(chat, QUESTION) == "fallback"  # the breaker opens
+        await asyncio.sleep(1.1)
+        # Past the cool-down, the one trial call is offered to questions that end before any
+        # answer: one over its budget (never sent), one the provider refuses (400).
+        assert await _source(spent, "What is a rider?") == "fallback"
+        fake.then(Step(status=400))
+        assert await _source(chat, "What is a rider?") == "fallback"
+        assert len(fake.requests) == 3
+        # Neither kept the breaker half open: the next question reaches the provider.
+        assert await _source(chat, "What is a surrender value?") == "llm"
+        assert len(fake.requests) == 4
+        metrics = await (await api.client.get("/metrics")).text()
+        assert "mitra_bot_llm_breaker_state 0" in metrics
+
+
+@pytest.mark.parametrize("chatbot", [{"breaker_failures": 1, "max_retries": 0}])
+async def test_a_tenants_own_key_out_of_quota_stops_only_that_tenants_llm(
+    api: Api, openai: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = openai
+    broke = "sk-tenant-no-quota-4321"
+    fake.by_key[broke] = Step(status=429, code="insufficient_quota")
+    async with asker(api) as own, asker(api) as shared:
+        await api.call("PUT", "/api/v1/integrations/openai", json={"api_key": broke},
+                       token=own.admin.access_token, expect=200)  # fmt: skip
+        assert await _source(own, QUESTION) == "fallback"
+        assert await _source(own, "What is a rider?") == "fallback"
+        assert fake.keys == [broke]  # its own breaker opened at the first 429
+        # The agency on the server's key still gets the model's answers.
+        assert await _source(shared, QUESTION) == "llm"
+        assert fake.keys == [broke, "sk-test-server-key-0000"]
+        metrics = await (await api.client.get("/metrics")).text()
+        assert "mitra_bot_llm_breaker_state 0" in metrics
+
+
+async def test_a_key_that_cannot_travel_in_a_header_is_refused_at_the_edge(
+    api: Api, openai: tuple[FakeOpenAI, str]
+) -> None:
+    url = "/api/v1/integrations/openai"
+    admin = await api.tenant()
+    await api.call("PUT", url, json={"api_key": "sk-good-key-1234"}, token=admin.access_token,
+                   expect=200)  # fmt: skip
+    for key in ("sk-tëst-kéy-5678", "sk-proj-\u2019quoted-5678", "sk key with spaces"):
+        status, body = await api.call("PUT", url, json={"api_key": key}, token=admin.access_token)
+        assert status == 422, key
+        assert body["errors"][0]["field"] == "api_key"
+    _, shown = await api.call("GET", url, token=admin.access_token, expect=200)
+    assert shown["data"]["api_key"] == "…1234"  # the stored key is kept
+
+
+async def test_a_stored_key_the_sdk_cannot_send_still_gets_the_customer_an_answer(
+    api: Api, openai: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = openai
+    async with asker(api) as chat:
+        # Stored before the edge refused such keys: the SDK fails before any request.
+        admin = await principal_of(api, chat.admin)
+        await api.app[INTEGRATIONS].put(admin, OPENAI, {"model": "gpt-4o-mini"},
+                                        {"api_key": "sk-prøj-ключ-0001"})  # fmt: skip
+        reply = await chat.ask(QUESTION)
+        assert reply["meta"]["bot"]["source"] == "fallback"
+        assert reply["body"].startswith("Sorry, I cannot answer that right now")
+        assert fake.requests == []

@@ -30,6 +30,13 @@ _ERRORS = {
     503: ("That model is currently overloaded with other requests.", "server_error"),
     400: ("This model's maximum context length is 128000 tokens.", "invalid_request_error"),
 }  # fmt: skip
+# A 429 that waiting does not cure: the key's account has no credit left.
+_QUOTA = (
+    "You exceeded your current quota, please check your plan and billing details. For "
+    "more information on this error, read the docs: "
+    "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+    "insufficient_quota",
+)
 
 
 @dataclass
@@ -41,6 +48,8 @@ class Step:
     delay: float = 0.0
     retry_after: str | None = None
     usage: tuple[int, int] | None = None
+    code: str | None = None
+    """OpenAI's error code, e.g. "insufficient_quota" (a 429 with its own type and message)."""
 
 
 @dataclass
@@ -52,6 +61,9 @@ class FakeOpenAI:
     script: deque[Step] = field(default_factory=deque)
     always: Step | None = None
     """When set, every request gets this (an outage), after any scripted steps."""
+    by_key: dict[str, Step] = field(default_factory=dict)
+    """Every request made with this API key gets this step, before any script (that key's
+    account is out of quota, or revoked)."""
     _ids: itertools.count[int] = field(default_factory=itertools.count)
 
     def then(self, *steps: Step) -> None:
@@ -70,15 +82,20 @@ class FakeOpenAI:
         body = await request.json()
         if not body.get("model") or not isinstance(body.get("messages"), list):
             return _error(400, "you must provide a model parameter", "invalid_request_error")
+        key = auth.removeprefix("Bearer ")
         self.requests.append(body)
-        self.keys.append(auth.removeprefix("Bearer "))
-        step = self.script.popleft() if self.script else (self.always or Step())
+        self.keys.append(key)
+        step = self.by_key.get(key) or (
+            self.script.popleft() if self.script else (self.always or Step())
+        )
         if step.delay:
             await asyncio.sleep(step.delay)
         if step.status != 200:
             message, kind = _ERRORS.get(step.status, ("error", "server_error"))
+            if step.code == "insufficient_quota":
+                message, kind = _QUOTA
             headers = {"retry-after": step.retry_after} if step.retry_after else {}
-            return _error(step.status, message, kind, headers=headers)
+            return _error(step.status, message, kind, step.code, headers=headers)
         prompt, completion = step.usage or self.usage
         return web.json_response(
             {

@@ -80,6 +80,8 @@ def test_the_breaker_opens_after_failures_in_the_window_and_half_opens_after_coo
     assert not breaker.allow()
     now[0] = 80.0
     assert breaker.allow()
+    breaker.released()  # the trial learnt nothing (a refusal, a cancellation): offered again
+    assert breaker.allow()
     breaker.succeeded()
     assert breaker.allow()
     assert states == ["open", "half_open", "open", "half_open", "closed"]
