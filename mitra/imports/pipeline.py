@@ -92,6 +92,7 @@ class Pipeline:
         self._frames_closed = False
         self._ticker: concurrent.futures.Future[None] | None = None
         self._written_here = 0
+        self._done_here = 0
         self._analyze_at = _FIRST_ANALYZE
         self._job: ImportJob | None = None
         self._tally: _Tally | None = None
@@ -329,7 +330,7 @@ class Pipeline:
                     future = None
                 else:
                     counts = self._run(self._writer.write(ref, batch, **self._lease_args()))
-                self._written(counts)
+                self._written(counts, retried=len(set(batch.retried_rows)))
                 return
             except SQLAlchemyError:
                 future = None
@@ -361,7 +362,8 @@ class Pipeline:
             if number in clean:
                 single.rows.append(clean[number])
                 try:
-                    self._written(self._run(self._writer.write(ref, single, **self._lease_args())))
+                    written = self._run(self._writer.write(ref, single, **self._lease_args()))
+                    self._written(written, retried=len(single.retried_rows))
                     continue
                 except SQLAlchemyError:
                     log.warning("import %s: row %d refused", self.import_id, number)
@@ -369,7 +371,8 @@ class Pipeline:
                 single.errors.append(RowError(number, None, None, "the database refused this row"))
             else:
                 single.errors.extend(errors_by_row[number])
-            self._written(self._run(self._writer.write(ref, single, **self._lease_args())))
+            written = self._run(self._writer.write(ref, single, **self._lease_args()))
+            self._written(written, retried=len(single.retried_rows))
         if batch.last_row > max([*errors_by_row, *clean], default=0):
             self._written(
                 self._run(
@@ -380,11 +383,14 @@ class Pipeline:
     def _lease_args(self) -> dict[str, Any]:
         return {"owner": self._owner, "lease_seconds": self._settings.lease_seconds}
 
-    def _written(self, counts: Counts) -> None:
+    def _written(self, counts: Counts, *, retried: int = 0) -> None:
         tally = self._tally
         assert tally is not None
         for name in ("created", "updated", "unchanged", "failed"):
             setattr(tally.counts, name, getattr(tally.counts, name) + getattr(counts, name))
+        # A retried row was counted failed before: it moves, as the writer's counts do.
+        tally.counts.failed -= retried
+        self._done_here += counts.processed
         tally.status = "writing"
         self._written_here += counts.created
         if self._written_here >= self._analyze_at:
@@ -444,10 +450,7 @@ class Pipeline:
 
     def _done(self) -> int:
         """Rows processed by this run (a resumed or retried import counted the rest before)."""
-        tally, job = self._tally, self._job
-        assert tally is not None
-        assert job is not None
-        return tally.counts.processed - (job.created + job.updated + job.unchanged + job.failed)
+        return self._done_here
 
     def _rate(self, done: int) -> float:
         assert self._tally is not None

@@ -15,6 +15,7 @@ from mitra.access import Action, Owned
 from mitra.auth.principal import Principal
 from mitra.db import Database, Scope, utcnow
 from mitra.errors import Conflict, InvalidInput, NotFound
+from mitra.imports.store import retryable
 from mitra.models import ImportJob, ImportRowError, ImportStatus, ImportType
 from mitra.models.imports import RUNNING
 from mitra.records import AGENT_ROLES, Page, PageRequest, require_user
@@ -184,6 +185,14 @@ class ImportService:
             access.require(principal, Action.CREATE, Owned(job.agent_id))
             if job.status != ImportStatus.COMPLETED_WITH_ERRORS.value or not job.header:
                 raise Conflict("only an import that completed with failed rows can be retried")
+            if (
+                await session.scalar(select(ImportRowError.id).where(retryable(job.id)).limit(1))
+                is None
+            ):
+                raise Conflict(
+                    "every failed row failed on its own values: fix them in the failed rows' "
+                    "file (GET /api/v1/imports/{id}/errors?format=xlsx) and upload it"
+                )
             job.status = ImportStatus.QUEUED.value
             job.retries += 1
             job.committed_row = 0

@@ -6,7 +6,7 @@ import uuid
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import ColumnElement, Table, or_, select, update
 
 from mitra.analytics import IMPORT_FINISHED, AnalyticsFact, emit_analytics
 from mitra.db import Database, Scope, utcnow
@@ -15,6 +15,18 @@ from mitra.models.imports import RUNNING
 
 _IMPORTS: Table = ImportJob.__table__  # type: ignore[assignment]
 _RUNNING = [status.value for status in RUNNING]
+
+
+def retryable(import_id: uuid.UUID) -> ColumnElement[bool]:
+    """The errors of the rows a retry runs again: those that failed for a reason outside the
+    file (no such customer yet, another agent's policy, a refused write), which have no column.
+    A row whose own cells are wrong (a column's error, or a policy number an earlier row of the
+    file took) fails the same way each time: run again after that earlier row was written, a
+    duplicate would overwrite it. It is fixed in the file and uploaded again."""
+    in_the_file = select(ImportRowError.row_number).where(
+        ImportRowError.import_id == import_id, ImportRowError.column.is_not(None)
+    )
+    return (ImportRowError.import_id == import_id) & ImportRowError.row_number.not_in(in_the_file)
 
 
 class JobStore:
@@ -116,11 +128,11 @@ class JobStore:
     async def failed_rows(
         self, tenant_id: uuid.UUID, import_id: uuid.UUID, after_row: int, limit: int
     ) -> list[tuple[int, list[Any]]]:
-        """The failed rows past `after_row` as the file had them, for a retry."""
+        """The failed rows past `after_row` that a retry may run again, as the file had them."""
         async with self._db.session(Scope.tenant(tenant_id)) as session:
             numbers = (
                 select(ImportRowError.row_number)
-                .where(ImportRowError.import_id == import_id, ImportRowError.row_number > after_row)
+                .where(retryable(import_id), ImportRowError.row_number > after_row)
                 .group_by(ImportRowError.row_number)
                 .order_by(ImportRowError.row_number)
                 .limit(limit)

@@ -210,12 +210,32 @@ async def test_a_policy_for_an_unknown_customer_fails_until_retried_after_the_fi
     api: Api,
 ) -> None:
     _, agent = await agent_of(api)
+    await api.call(
+        "POST",
+        "/api/v1/customers",
+        json={"full_name": "Sita", "phone": "+919876543211"},
+        token=agent.access_token,
+        expect=201,
+    )
     header = [h for h in POLICY_HEADER if h != "Name"]
-    row = ["98765 43210", "LIC-9", "ulip", "Wealth+", "500000", "5000", "monthly", "01/01/2024", ""]
-    result = await import_file(api, agent, "p.csv", csv_bytes([header, row]), "policies")
-    assert (result["status"], result["failed"]) == ("completed_with_errors", 1)
-    [error] = await errors_of(api, agent, result["id"])
-    assert error["message"] == "no customer with this phone or email in the agent's book"
+    rows = [
+        header,
+        ["98765 43210", "LIC-9", "ulip", "Wealth+", "500000", "5000", "monthly", "01/01/2024", ""],
+        ["98765 43211", "LIC-7", "term", "Term", "100000", "1200", "yearly", "01/01/2024", ""],
+        # The same policy number again: it fails on the file's own values, and a retry must not
+        # run it (written after row 3, it would overwrite that policy with its premium).
+        ["98765 43211", "LIC-7", "term", "Term", "100000", "9999", "yearly", "01/01/2024", ""],
+    ]
+    result = await import_file(api, agent, "p.csv", csv_bytes(rows), "policies")
+    assert (result["status"], result["created"], result["failed"]) == (
+        "completed_with_errors",
+        1,
+        2,
+    )
+    assert {e["row_number"]: e["message"] for e in await errors_of(api, agent, result["id"])} == {
+        2: "no customer with this phone or email in the agent's book",
+        4: "policy number already in row 3",
+    }
     await api.call(
         "POST",
         "/api/v1/customers",
@@ -229,13 +249,23 @@ async def test_a_policy_for_an_unknown_customer_fails_until_retried_after_the_fi
     assert retried["data"]["status"] == "queued"
     done = await finished(api, agent, result["id"])
     assert (done["status"], done["created"], done["failed"], done["processed"]) == (
-        "completed",
+        "completed_with_errors",
+        2,
         1,
-        0,
-        1,
+        3,
     )
-    assert await errors_of(api, agent, result["id"]) == []
-    await api.call("POST", f"{IMPORTS}/{result['id']}/retry", token=agent.access_token, expect=409)
+    [error] = await errors_of(api, agent, result["id"])
+    assert (error["row_number"], error["message"]) == (4, "policy number already in row 3")
+    _, policies = await api.call(
+        "GET", "/api/v1/policies?sort=policy_number", token=agent.access_token
+    )
+    premiums = {p["policy_number"]: p["premium_amount"] for p in policies["data"]["items"]}
+    assert premiums == {"LIC-7": "1200.00", "LIC-9": "5000.00"}
+    # What is left failed on its own values: fixed in the file, not by a retry.
+    _, refused = await api.call(
+        "POST", f"{IMPORTS}/{result['id']}/retry", token=agent.access_token, expect=409
+    )
+    assert "upload it" in refused["message"]
 
 
 def _zip_bomb() -> bytes:
