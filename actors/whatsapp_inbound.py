@@ -16,7 +16,7 @@ import uuid
 from actors.chat_router import ChatRouter
 from actors.conversation import SendMessage
 from mitra.errors import InvalidInput, MitraError, Unavailable
-from mitra.whatsapp.inbox import WhatsAppInbox
+from mitra.whatsapp.inbox import WhatsAppInbox, wa_phone
 from mitra.whatsapp.ledger import IN_FLIGHT, SendLedger
 from mitra.whatsapp.metrics import WhatsAppMetrics
 from mitra.whatsapp.render import client_msg_id, render
@@ -84,8 +84,15 @@ class WhatsAppInboundConsumer:
         if await self._inbox.already_stored(tenant_id, wamid):
             self._count("duplicate")
             return
+        phone = wa_phone(item.wa_id)
+        if phone is None:
+            # Trying again cannot make it a number: dropped now, so the partition moves on.
+            self._count("bad_number")
+            log.warning("WhatsApp message %s dropped: its sender is not a valid phone number",
+                        wamid)  # fmt: skip
+            return
         destination = await self._inbox.destination(
-            tenant_id, item.wa_id, item.profile_name, number.default_agent_id
+            tenant_id, phone, item.profile_name, number.default_agent_id
         )
         body, meta = render(item.data)
         meta["wa_timestamp"] = item.timestamp

@@ -30,6 +30,15 @@ class Destination:
     new_customer: bool
 
 
+def wa_phone(wa_id: str) -> str | None:
+    """The E.164 number of a WhatsApp id, or None when it is not a valid phone number (Meta's
+    test payloads and some business-scoped ids are not): such a sender cannot be a customer."""
+    try:
+        return to_e164("+" + wa_id.lstrip("+"))
+    except ValueError:
+        return None
+
+
 class WhatsAppInbox:
     def __init__(self, database: Database) -> None:
         self._db = database
@@ -45,12 +54,12 @@ class WhatsAppInbox:
     async def destination(
         self,
         tenant_id: uuid.UUID,
-        wa_id: str,
+        phone: str,
         profile_name: str | None,
         default_agent_id: uuid.UUID,
     ) -> Destination:
-        """The customer with this WhatsApp number and their conversation, made if missing."""
-        phone = to_e164("+" + wa_id.lstrip("+"))
+        """The customer with this E.164 number (`wa_phone`) and their conversation, made if
+        missing."""
         async with self._db.unit_of_work(Scope.tenant(tenant_id)) as uow:
             session = uow.session
             customer = await session.scalar(

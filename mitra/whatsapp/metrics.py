@@ -20,7 +20,8 @@ class WhatsAppMetrics:
         )
         self.inbound = Counter(
             "mitra_whatsapp_inbound_total",
-            "customers' messages by outcome (stored, duplicate, refused, no_integration)",
+            "customers' messages by outcome (stored, duplicate, refused, no_integration, "
+            "bad_number)",
             registry=registry,
         )
         self.statuses = Counter(

@@ -15,6 +15,8 @@ from handlers.keys import DATABASE
 from mitra.db import Scope
 from mitra.models import Role
 from mitra.whatsapp.webhook import sign
+from streams.murmur2 import partition_for
+from streams.topics import WHATSAPP_INBOUND
 from tests.conftest import SettingsFactory
 from tests.streams.conftest import eventually
 from tests.support.api import Api
@@ -245,6 +247,40 @@ async def test_one_senders_messages_keep_metas_order_within_a_batch(api: Api) ->
         return await meenas_messages() == ["someone new"]
 
     await eventually(arrived, within=10)
+    await agent_socket.close()
+
+
+async def test_a_sender_that_is_no_phone_number_is_dropped_at_once_and_others_go_on(
+    api: Api,
+) -> None:
+    wa = await whatsapp_tenant(api)
+    customer_id, conversation_id = await customer_conversation(api, wa)
+
+    def partition(wa_id: str) -> int:
+        return partition_for(wa_id.encode(), WHATSAPP_INBOUND.partitions)
+
+    # A wa_id that is no phone number (as in Meta's own sample payloads), on the customer's
+    # partition and before their message: a retried failure would hold theirs back for ~20 s.
+    bad = next(n for n in map(str, range(5678, 5800)) if partition(n) == partition(CUSTOMER_WA_ID))
+    body = webhook_body(
+        [
+            text("wamid.NOPHONE", bad, "hello", 1_760_000_000),
+            text("wamid.AFTER", CUSTOMER_WA_ID, "still here", 1_760_000_001),
+        ]
+    )
+    assert (await post_webhook(api, wa.webhook, raw(body)))[0] == 200
+    agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent_socket.join(conversation_id)
+    arrived = await agent_socket.expect("message", within=8)
+    assert arrived["external_id"] == "wamid.AFTER"
+    metrics = await (await api.client.get("/metrics")).text()
+    assert 'mitra_whatsapp_inbound_total{outcome="bad_number"} 1' in metrics
+    dead = [line for line in metrics.splitlines() if line.startswith("mitra_streams_dead_letters")]
+    assert not any("whatsapp-inbound" in line for line in dead)
+    _, customers = await api.call(
+        "GET", "/api/v1/customers", token=wa.agent.access_token, expect=200
+    )
+    assert [c["id"] for c in customers["data"]["items"]] == [customer_id]
     await agent_socket.close()
 
 
