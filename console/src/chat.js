@@ -261,6 +261,7 @@ class Chat {
         setTimeout(() => this.transmit(store.id, item), 300);
       } else {
         item.failed = frame.message || frame.code;
+        item.code = frame.code; // a plugin may explain it (registry.refusals)
       }
       store.changed();
     }

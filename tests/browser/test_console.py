@@ -3,6 +3,7 @@ its recovery, sign-in with a one-time code, and screenshots of the inbox and the
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import urllib.request
@@ -377,3 +378,40 @@ def test_the_agent_sends_a_payment_link_and_sees_the_premium_paid(
     expect(policy.locator(".payment .status")).to_have_text("paid, receipt sent")
     assert page.errors == [], page.errors
     page.context.close()
+
+
+def test_a_whatsapp_reply_outside_the_24_hour_window_says_why_in_both_languages(
+    browser: Any, server: Server
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(WAIT_MS)
+
+    def on_whatsapp(ws: Any) -> None:
+        # The console's sends go out as WhatsApp replies; this customer has never written on
+        # WhatsApp, so the server itself refuses them with `outside_window`.
+        upstream = ws.connect_to_server()
+
+        def outgoing(message: str | bytes) -> None:
+            frame = json.loads(message)
+            if frame.get("type") == "send":
+                frame["channel"] = "whatsapp"
+            upstream.send(json.dumps(frame))
+
+        ws.on_message(outgoing)
+
+    context.route_web_socket(re.compile(r"/ws$"), on_whatsapp)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(f"{server.base}/")
+    _sign_in(page, *server.logins["senior_agent"])
+    _open(page, "Vikram Singh")
+    _send(page, "a free-text reply")
+    refused = page.locator(".msg[data-state=failed] [data-code=outside_window]")
+    expect(refused).to_have_text(
+        "The customer last wrote more than 24 hours ago; WhatsApp only allows a template now"
+    )
+    page.get_by_label("Language").select_option("hi")
+    expect(refused).to_contain_text("24 घंटे")
+    assert errors == [], errors
+    context.close()

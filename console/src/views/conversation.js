@@ -25,6 +25,12 @@ async function older(store) {
   }
 }
 
+/** Why a send was refused: a plugin's own words for its code, else the server's message. */
+function refusal(item) {
+  const explain = registry.refusals.get(item.code);
+  return html`<span role="alert" data-code=${item.code}>${explain ? explain(item) : `${t("failed")}: ${item.failed}`}</span>`;
+}
+
 function when(iso) {
   return new Date(iso).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
 }
@@ -110,7 +116,7 @@ export function Conversation({ row, onRead }) {
       ${waiting.map((p) => html`<li key=${`p${p.client_msg_id}`} class="msg mine pending" data-client-id=${p.client_msg_id}
           data-state=${p.failed ? "failed" : "pending"}>
         <span class="body">${p.body}</span>
-        <small class="meta">${p.failed ? html`<span role="alert">${t("failed")}: ${p.failed}</span>` : t("sending")}</small>
+        <small class="meta">${p.failed ? refusal(p) : t("sending")}</small>
       </li>`)}
     </ol>
     <p class="typing" aria-live="polite">${others.length > 0 ? t("typing") : ""}</p>
