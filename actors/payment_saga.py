@@ -23,7 +23,14 @@ from mitra.db import utcnow
 from mitra.errors import MitraError, NotFound, Unavailable
 from mitra.integrations import Credentials, IntegrationService
 from mitra.payments import saga
-from mitra.payments.gateway import Gateway, GatewayError, GatewayRefused, Observed, to_minor
+from mitra.payments.gateway import (
+    Gateway,
+    GatewayError,
+    GatewayRefused,
+    Observed,
+    from_minor,
+    to_minor,
+)
 from mitra.payments.store import PaymentState, PaymentStore
 from mitra.payments.webhooks import GatewayEvent
 from mitra.settings import PaymentsSettings
@@ -208,8 +215,16 @@ class PaymentSagaActor(BridgedActor):
                     f"{expected} {state.currency}: not credited"
                 )
                 log.warning("payment %s: %s", self.payment_id, flag)
+                # What was taken, in our currency, so staff can refund it; another currency
+                # is refunded at the gateway (an amount here would be in the wrong currency).
+                held = (
+                    from_minor(event.amount_minor)
+                    if event.amount_minor is not None and currency == state.currency.upper()
+                    else None
+                )
                 self._advance(saga.FLAGGED, {**detail, "flag": flag}, flag=flag,
-                              gateway_payment_id=event.payment_ref)  # fmt: skip
+                              gateway_payment_id=event.payment_ref,
+                              captured_amount=held)  # fmt: skip
             else:
                 self._advance(
                     saga.CAPTURED, {**detail, "gateway_payment_id": event.payment_ref},
@@ -227,7 +242,11 @@ class PaymentSagaActor(BridgedActor):
                     log.warning("payment %s: test pause of %gs before crediting", state.id, pause)
                     time.sleep(pause)
                     continue
-                if self._io(self._store.credit(self.tenant_id, self.payment_id)):
+                moved_to = self._io(self._store.credit(self.tenant_id, self.payment_id))
+                if moved_to == saga.FLAGGED:
+                    log.warning("payment %s: captured for a policy that takes no premiums: "
+                                "flagged, not credited", state.id)  # fmt: skip
+                if moved_to is not None:
                     self._moved()
             elif state.status == saga.POLICY_CREDITED:
                 self._receipt(state)

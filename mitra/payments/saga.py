@@ -3,7 +3,8 @@
 created → order_placed → authorised → captured → policy_credited → receipt_sent
 failed (an attempt failed; the customer may still pay until expiry)
 expired → compensated (order or link cancelled where the gateway allows; customer told)
-flagged (captured, but not for the order's amount or currency: a person decides)
+flagged (captured, but not for the order's amount or currency, or for a policy that takes no
+premiums any more: not credited, a person decides, staff may refund what was captured)
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ FROM: dict[str, frozenset[str]] = {
     ORDER_PLACED: frozenset({CREATED}),
     AUTHORISED: frozenset({CREATED, ORDER_PLACED, FAILED}),
     CAPTURED: frozenset({*WAITING, EXPIRED, COMPENSATED}),
-    FLAGGED: frozenset({*WAITING, EXPIRED, COMPENSATED}),
+    FLAGGED: frozenset({*WAITING, EXPIRED, COMPENSATED, CAPTURED}),
     POLICY_CREDITED: frozenset({CAPTURED}),
     RECEIPT_SENT: frozenset({POLICY_CREDITED}),
     FAILED: frozenset({CREATED, ORDER_PLACED, AUTHORISED}),

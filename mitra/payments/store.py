@@ -336,17 +336,29 @@ class PaymentStore:
                 .values(last_heard_at=utcnow())
             )
 
-    async def credit(self, tenant_id: uuid.UUID, payment_id: uuid.UUID) -> bool:
+    async def credit(self, tenant_id: uuid.UUID, payment_id: uuid.UUID) -> str | None:
         """Record the premium on the policy, once: the status change from `captured` and the
-        policy's new due date (and reinstatement) commit together or not at all."""
+        policy's new due date (and reinstatement) commit together or not at all. A policy
+        that takes no premiums any more (surrendered, matured since the order) is not
+        credited: the payment is flagged for a refund instead. The status moved to, if any."""
         async with self._db.unit_of_work(Scope.tenant(tenant_id)) as uow:
             session = uow.session
             payment = await session.get(Payment, payment_id)
             if payment is None or payment.status != saga.CAPTURED:
-                return False
+                return None
             policy = await session.get(Policy, payment.policy_id, with_for_update=True)
             if policy is None:
                 raise NotFound("the payment's policy is gone")
+            if policy.status not in PAYABLE:
+                # Asking again would fail the same way on every poll: a person decides.
+                flag = (
+                    f"captured for a {policy.status.value} policy, which takes no premiums: "
+                    "not credited; refund it"
+                )
+                flagged = await _move(uow, payment_id, saga.FLAGGED,
+                                      {"flag": flag, "policy_status": policy.status.value},
+                                      {"flag": flag})  # fmt: skip
+                return saga.FLAGGED if flagged is not None else None
             before_status, before_due = policy.status, policy.next_due_date
             due = policy.next_due_date or policy.start_date
             policy.next_due_date = saga.next_due(due, policy.premium_frequency)
@@ -371,7 +383,7 @@ class PaymentStore:
             if moved is None:
                 # Another instance credited it between our read and our UPDATE: undo ours.
                 await session.rollback()
-                return False
+                return None
             if before_status != policy.status:
                 # The saga credits on the agent's behalf: the status change is theirs.
                 emit_policy_event(
@@ -381,7 +393,7 @@ class PaymentStore:
                     policy.agent_id,
                     {"from_status": before_status.value, "to_status": policy.status.value},
                 )
-        return True
+        return saga.POLICY_CREDITED
 
     async def unfinished(
         self, *, heard_before: datetime | None = None
@@ -480,7 +492,10 @@ class PaymentStore:
             payment = await session.get(Payment, payment_id)
             if payment is None:
                 raise NotFound("payment not found")
-            if payment.status not in saga.PAID or payment.captured_amount is None:
+            # A flagged payment may hold the customer's money (a capture for a policy that
+            # takes no premiums, or for another amount): staff refund it.
+            refundable = payment.status in saga.PAID or payment.status == saga.FLAGGED
+            if not refundable or payment.captured_amount is None:
                 raise Conflict("only a captured payment can be refunded")
             wanted = (
                 amount if amount is not None else payment.captured_amount - payment.refunded_amount

@@ -179,6 +179,13 @@ async def test_an_amount_that_differs_from_the_order_is_flagged_not_credited(
     assert "100" in flagged["flag"]
     assert "245050" in flagged["flag"]
     assert (await policy_of(api, shop))["next_due_date"] == shop.policy["next_due_date"]
+    # What was taken can be given back, and no more than that.
+    _, refunded = await api.call(
+        "POST", f"/api/v1/payments/{placed['payment_id']}/refunds",
+        token=shop.admin.access_token, json={"reason": "wrong amount"}, expect=201,
+    )  # fmt: skip
+    assert refunded["data"]["amount"] == "1.00"
+    assert [r["amount"] for r in gateways.razorpay.refunds.values()] == [100]
 
 
 async def test_the_checkout_callback_is_verified_with_the_key_secret(
@@ -649,3 +656,38 @@ async def test_a_refund_whose_answer_an_outage_lost_is_completed_by_the_poller_o
     shown = await payment(api, shop.admin, paid["id"])
     assert shown["refunds"][0]["gateway_refund_id"] == refund["id"]
     assert shown["refunded_amount"] == "100.00"
+
+
+async def test_a_premium_captured_for_a_surrendered_policy_is_flagged_once_and_refundable(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    placed = await order(api, shop.holder, shop.policy["id"], "razorpay")
+    # Surrendered while the customer was at Checkout: the policy takes no more premiums.
+    await api.call(
+        "PATCH", f"/api/v1/policies/{shop.policy['id']}", token=shop.agent.access_token,
+        json={"status": "surrendered"}, expect=200,
+    )  # fmt: skip
+    paid = gateways.razorpay.pay(placed["order_id"])
+    rz_order = gateways.razorpay.orders[placed["order_id"]]
+    for raw in (razorpay_captured(paid, rz_order), razorpay_captured(paid, rz_order, "order.paid")):
+        await post_raw(api, shop.webhook("razorpay"), raw, razorpay_fake.signed_headers(raw))
+    flagged = await reaches(api, shop, placed["payment_id"], "flagged")
+    assert "surrendered" in flagged["flag"]
+    await asyncio.sleep(0.2)  # both events applied: still flagged, once
+    shown = await payment(api, shop.admin, placed["payment_id"])
+    assert [s["step"] for s in shown["steps"]].count("flagged") == 1
+    assert shown["status"] == "flagged"
+    policy = await policy_of(api, shop)
+    assert (policy["status"], policy["next_due_date"]) == (
+        "surrendered",
+        shop.policy["next_due_date"],
+    )
+    # Staff give the money back.
+    _, body = await api.call(
+        "POST", f"/api/v1/payments/{placed['payment_id']}/refunds",
+        token=shop.admin.access_token, json={"reason": "policy surrendered"}, expect=201,
+    )  # fmt: skip
+    assert body["data"]["amount"] == "2450.50"
+    (refund,) = gateways.razorpay.refunds.values()
+    assert (refund["payment_id"], refund["amount"]) == (paid["id"], 245050)
