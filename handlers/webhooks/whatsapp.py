@@ -96,6 +96,12 @@ async def receive(request: web.Request) -> web.Response:
         metrics.webhook("unreadable")
         log.warning("signed WhatsApp webhook for tenant %s is unreadable: %s", tenant_id, exc)
         return failure(400, "unreadable webhook body", [FieldError(None, str(exc))])
+    for kind in body.malformed:
+        metrics.items.inc({"kind": kind, "outcome": "malformed"})
+    if body.malformed:
+        # The items themselves are not logged: they hold customers' numbers and words.
+        log.warning("signed WhatsApp webhook for tenant %s: %d items without their ids skipped",
+                    tenant_id, len(body.malformed))  # fmt: skip
     for error in body.errors:
         metrics.meta_errors.inc({"code": str(error.get("code"))})
         log.warning("Meta reported error %s: %s", error.get("code"), error.get("title"))

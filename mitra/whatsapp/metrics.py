@@ -15,7 +15,7 @@ class WhatsAppMetrics:
         self.items = Counter(
             "mitra_whatsapp_webhook_items_total",
             "messages and statuses in accepted webhooks, by kind and outcome (published, "
-            "foreign_number)",
+            "foreign_number, malformed)",
             registry=registry,
         )
         self.inbound = Counter(

@@ -83,6 +83,10 @@ class WebhookBody:
     items: list[InboundItem] = field(default_factory=list)
     # Value-level errors Meta reports (e.g. 130429 throughput reached): logged and counted.
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # The kind ("message", "status") of each item left out for lacking what identifies it. They
+    # do not refuse the body: a 4xx would make Meta redeliver all of it, the good items with it,
+    # and the bad one would fail again every time.
+    malformed: list[str] = field(default_factory=list)
 
 
 def parse_webhook(raw_body: bytes) -> WebhookBody:
@@ -115,16 +119,18 @@ def _read_value(value: dict[str, Any], body: WebhookBody) -> None:
         for contact in _dicts(value.get("contacts"))
     }
     for message in _dicts(value.get("messages")):
-        sender = str(message.get("from", ""))
+        sender = str(message.get("from") or "")
         if not sender or not message.get("id"):
-            raise WebhookUnreadable("a message without `from` or `id`")
+            body.malformed.append("message")
+            continue
         body.items.append(
             InboundItem("message", phone_number_id, sender, message, names.get(sender))
         )
     for status in _dicts(value.get("statuses")):
-        recipient = str(status.get("recipient_id", ""))
+        recipient = str(status.get("recipient_id") or "")
         if not status.get("id") or not status.get("status"):
-            raise WebhookUnreadable("a status without `id` or `status`")
+            body.malformed.append("status")
+            continue
         body.items.append(InboundItem("status", phone_number_id, recipient, status))
     body.errors.extend(_dicts(value.get("errors")))
 

@@ -305,6 +305,28 @@ async def test_items_for_another_business_number_are_dropped(api: Api) -> None:
     await agent_socket.close()
 
 
+async def test_a_malformed_item_does_not_hold_back_the_valid_ones_in_its_body(api: Api) -> None:
+    wa = await whatsapp_tenant(api)
+    _, conversation_id = await customer_conversation(api, wa)
+    no_id = {key: value for key, value in text("-", CUSTOMER_WA_ID, "lost").items() if key != "id"}
+    body = webhook_body(
+        [no_id, text("wamid.GOOD", CUSTOMER_WA_ID, "this one is fine")],
+        statuses=[{"status": "read", "timestamp": "1760000100", "recipient_id": CUSTOMER_WA_ID}],
+    )
+    # 200: a refusal would make Meta redeliver the whole body, the good message with it, forever.
+    assert await post_webhook(api, wa.webhook, raw(body)) == (200, "ok")
+    agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent_socket.join(conversation_id)
+    arrived = await agent_socket.expect("message", within=10)
+    assert arrived["external_id"] == "wamid.GOOD"
+    assert [m["body"] for m in await history(api, wa, conversation_id)] == ["this one is fine"]
+    metrics = await (await api.client.get("/metrics")).text()
+    for kind in ("message", "status"):
+        line = f'mitra_whatsapp_webhook_items_total{{kind="{kind}",outcome="malformed"}} 1'
+        assert line in metrics
+    await agent_socket.close()
+
+
 async def test_a_signed_body_that_is_not_a_webhook_is_a_400_naming_why(api: Api) -> None:
     wa = await whatsapp_tenant(api)
     status, answer = await post_webhook(api, wa.webhook, b'{"entry": "nope"}')

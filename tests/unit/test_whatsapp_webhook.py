@@ -79,12 +79,20 @@ def test_several_entries_and_changes_in_one_body_are_all_read() -> None:
     ]
 
 
-@pytest.mark.parametrize(
-    "data", [b"not json", b"[]", b'{"entry": {}}', message_body({"type": "text"})]
-)
+@pytest.mark.parametrize("data", [b"not json", b"[]", b'{"entry": {}}'])
 def test_a_body_that_is_not_a_webhook_says_why(data: bytes) -> None:
     with pytest.raises(WebhookUnreadable):
         parse_webhook(data)
+
+
+def test_items_without_their_ids_are_left_out_and_the_others_kept() -> None:
+    good = {"from": "919800000001", "id": "w1", "timestamp": "10", "type": "text"}
+    no_id = {"from": "919800000001", "timestamp": "11", "type": "text"}
+    no_sender = {"from": None, "id": "w2", "timestamp": "12", "type": "text"}
+    no_state = {"id": "w0", "timestamp": "5", "recipient_id": "919800000001"}
+    body = parse_webhook(message_body(no_id, good, no_sender, statuses=(no_state,)))
+    assert [i.data["id"] for i in body.items] == ["w1"]
+    assert sorted(body.malformed) == ["message", "message", "status"]
 
 
 @pytest.mark.parametrize(
