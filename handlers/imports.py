@@ -312,7 +312,16 @@ def _error_shape(error: ImportRowError) -> ImportRowErrorResponse:
 async def cancel_import(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     job = await request.app[IMPORTS].cancel(principal, path_id(request, "import"))
+    # Here, not by the pipeline: an import cancelled while queued may never be run again (its
+    # instance gone, or its actor not started yet). A pipeline still reading the file goes on
+    # from its open handle, or fails to open it; either way it stops at its next commit.
+    stored = Path(request.app[SETTINGS].imports.directory) / job.stored_name
+    await asyncio.get_running_loop().run_in_executor(None, _discard, stored)
     return ok(_shape(job), message="import cancelled")
+
+
+def _discard(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 @routes.post("/api/v1/imports/{id}/retry")

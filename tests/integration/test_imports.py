@@ -517,15 +517,20 @@ async def test_progress_frames_keep_coming_while_a_batch_waits_for_the_database(
     await socket.close()
 
 
-async def test_cancel_stops_a_running_import(api: Api) -> None:
+async def test_cancel_stops_a_running_import_and_deletes_its_file(
+    api: Api, settings: Settings
+) -> None:
     _, agent = await agent_of(api)
     rows = [["Name", "Mobile"]] + [[f"C {n}", f"8{n:09d}"] for n in range(20_000)]
     _, body = await upload(api, agent, "big.csv", csv_bytes(rows))
     import_id = body["data"]["import_id"]
+    stored = Path(settings.imports.directory)
+    assert len(_stored(stored)) == 1
     _, cancelled = await api.call(
         "POST", f"{IMPORTS}/{import_id}/cancel", token=agent.access_token, expect=200
     )
     assert cancelled["data"]["status"] == "cancelled"
+    assert _stored(stored) == []  # gone at once, even if no pipeline ever runs it again
     result = await finished(api, agent, import_id)
     assert result["status"] == "cancelled"
     assert result["processed"] < 20_000
