@@ -415,3 +415,41 @@ def test_a_whatsapp_reply_outside_the_24_hour_window_says_why_in_both_languages(
     expect(refused).to_contain_text("24 घंटे")
     assert errors == [], errors
     context.close()
+
+
+def test_sign_out_with_an_expired_access_token_still_revokes_the_session(
+    browser: Any, server: Server
+) -> None:
+    page = _page(browser, server)
+    tokens: list[str] = []
+    page.on(
+        "response",
+        lambda response: (
+            tokens.append(response.json()["data"]["access_token"])
+            if response.url.endswith("/auth/login") and response.ok
+            else None
+        ),
+    )
+    _sign_in(page, *server.logins["senior_agent"])
+    page.locator(".conn[data-state=connected]").wait_for()
+    logouts: list[int] = []
+
+    def expired_first(route: Any) -> None:
+        # The first logout carries a token the server no longer takes, as one that expired
+        # while the console sat open would be; the server answers 401 for it.
+        logouts.append(1)
+        headers = dict(route.request.headers)
+        if len(logouts) == 1:
+            headers["authorization"] = "Bearer expired"
+        route.continue_(headers=headers)
+
+    page.route("**/api/v1/auth/logout", expired_first)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Email or phone").wait_for()
+    deadline = time.monotonic() + 10
+    while server.status("GET", "/users/me", tokens[0]) != 401:
+        assert time.monotonic() < deadline, "an expired token's sign-out left the session alive"
+        page.wait_for_timeout(200)  # the route above runs while Playwright is waited on
+    assert len(logouts) == 2
+    assert page.errors == [], page.errors
+    page.context.close()
