@@ -101,6 +101,7 @@ class StreamsSettings(_Section):
     kafka_ssl_cafile: str = ""
     # Kafka's smallest session by default (group.min.session.timeout.ms): a killed instance's
     # conversations move within ~6 s plus a heartbeat, not the 10 s + 3 s of the client default.
+    # Less is refused by a stock broker with INVALID_SESSION_TIMEOUT, fatal to aiokafka's join.
     kafka_session_timeout_ms: int = Field(6_000, ge=1000)
     kafka_heartbeat_interval_ms: int = Field(500, ge=100)
     outbox_poll_interval_seconds: float = Field(1.0, gt=0)
