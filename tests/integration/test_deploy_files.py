@@ -65,6 +65,22 @@ def test_the_compose_file_is_valid_against_the_compose_specification() -> None:
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+def test_every_test_the_deployment_files_point_to_exists() -> None:
+    # An operator reading the compose file follows its pointer to the test that checks it.
+    named = {
+        match
+        for name in (
+            "docker-compose.yml",
+            "Dockerfile",
+            "config/Caddyfile",
+            "config/prometheus.yml",
+        )
+        for match in re.findall(r"tests/[\w/]+\.py", (ROOT / name).read_text())
+    }
+    assert named  # the compose file names its test
+    assert [path for path in sorted(named) if not (ROOT / path).is_file()] == []
+
+
 def test_every_service_runs_a_named_image() -> None:
     unnamed = [name for name, service in compose()["services"].items() if "image" not in service]
     assert not unnamed
