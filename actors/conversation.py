@@ -24,7 +24,7 @@ from mitra.chat.conversations import DEDUPE_WINDOW
 from mitra.db import utcnow
 from mitra.errors import ActorUnavailable, InvalidInput, NotFound
 from mitra.ids import new_id
-from mitra.whatsapp.window import OutsideWindow, within_window
+from mitra.whatsapp.window import OutsideWindow, customer_wrote_at, within_window
 
 log = logging.getLogger("mitra.actors.conversation")
 
@@ -222,7 +222,9 @@ class ConversationActor(BridgedActor):
             channel = send.channel if send.sender_type == "customer" else "app"
             self._customer_channel = channel
             if channel == "whatsapp":
-                self._customer_whatsapp_at = now
+                wrote = customer_wrote_at(now, send.meta)
+                if self._customer_whatsapp_at is None or wrote > self._customer_whatsapp_at:
+                    self._customer_whatsapp_at = wrote
             return channel
         channel = send.channel
         if channel == AUTO_CHANNEL:

@@ -22,6 +22,7 @@ from mitra.whatsapp.metrics import WhatsAppMetrics
 from mitra.whatsapp.render import client_msg_id, render
 from mitra.whatsapp.setup import WhatsAppSetup
 from mitra.whatsapp.webhook import InboundItem
+from mitra.whatsapp.window import WA_TIMESTAMP
 from streams.base import RetryPolicy, Streams, Subscription
 from streams.envelope import Event
 from streams.topics import WHATSAPP_INBOUND
@@ -95,7 +96,7 @@ class WhatsAppInboundConsumer:
             tenant_id, phone, item.profile_name, number.default_agent_id
         )
         body, meta = render(item.data)
-        meta["wa_timestamp"] = item.timestamp
+        meta[WA_TIMESTAMP] = item.timestamp
         message = SendMessage(
             sender_id=None,
             client_msg_id=client_msg_id(wamid),

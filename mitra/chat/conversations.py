@@ -23,6 +23,7 @@ from mitra.db import Database, Scope, UnitOfWork, tenant_scoped
 from mitra.errors import Conflict, InvalidInput, NotFound
 from mitra.models import Conversation, ConversationMember, Customer, Message, Role, User
 from mitra.records import ANALYTICS_TOPIC, Page, PageRequest, escape_like
+from mitra.whatsapp.window import customer_wrote_at
 
 MAX_HISTORY_PAGE = 200
 # A client retrying a lost ack does so within moments; remembering the client ids of this many
@@ -540,11 +541,15 @@ def _customer_side(
         .order_by(Message.seq.desc())
         .limit(1)
     )
-    whatsapp_at = session.scalar(
-        select(func.max(Message.sent_at)).where(
-            in_conversation, Message.sender_type == "customer", Message.channel == "whatsapp"
-        )
-    )
+    # Meta's time of each message, not when it was stored (`customer_wrote_at`). A redelivery
+    # Meta retried for hours is numbered last but dated early: the newest few rows decide.
+    wrote = session.execute(
+        select(Message.sent_at, Message.meta)
+        .where(in_conversation, Message.sender_type == "customer", Message.channel == "whatsapp")
+        .order_by(Message.seq.desc())
+        .limit(20)
+    ).all()
+    whatsapp_at = max((customer_wrote_at(at, meta) for at, meta in wrote), default=None)
     return conversation.customer_id, user_id, channel, whatsapp_at
 
 

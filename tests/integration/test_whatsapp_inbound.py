@@ -23,6 +23,7 @@ from tests.support.api import Api
 from tests.support.whatsapp import (
     ACCESS_TOKEN,
     APP_SECRET,
+    T0,
     VERIFY_TOKEN,
     WhatsAppTenant,
     customer_conversation,
@@ -200,7 +201,7 @@ async def test_a_signed_message_reaches_the_agents_socket_once_in_the_customers_
     # Meta redelivers: the same body twice more, then a new message from the same customer.
     assert (await post_webhook(api, wa.webhook, first))[0] == 200
     assert (await post_webhook(api, wa.webhook, first))[0] == 200
-    second = raw(webhook_body([text("wamid.A2", CUSTOMER_WA_ID, "thanks", 1_760_000_100)]))
+    second = raw(webhook_body([text("wamid.A2", CUSTOMER_WA_ID, "thanks", T0 + 100)]))
     assert (await post_webhook(api, wa.webhook, second))[0] == 200
     following = await agent_socket.expect("message", within=10)
     assert (following["seq"], following["external_id"]) == (2, "wamid.A2")
@@ -216,9 +217,9 @@ async def test_a_signed_message_reaches_the_agents_socket_once_in_the_customers_
 async def test_one_senders_messages_keep_metas_order_within_a_batch(api: Api) -> None:
     wa = await whatsapp_tenant(api)
     _, conversation_id = await customer_conversation(api, wa)
-    later = text("wamid.B2", CUSTOMER_WA_ID, "second", 1_760_000_050)
-    earlier = text("wamid.B1", CUSTOMER_WA_ID, "first", 1_760_000_040)
-    other = text("wamid.C1", "919811111111", "someone new", 1_760_000_045)
+    later = text("wamid.B2", CUSTOMER_WA_ID, "second", T0 + 50)
+    earlier = text("wamid.B1", CUSTOMER_WA_ID, "first", T0 + 40)
+    other = text("wamid.C1", "919811111111", "someone new", T0 + 45)
     body = webhook_body([later, other, earlier], names={"919811111111": "Meena Iyer"})
     assert (await post_webhook(api, wa.webhook, raw(body)))[0] == 200
     agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
@@ -264,8 +265,8 @@ async def test_a_sender_that_is_no_phone_number_is_dropped_at_once_and_others_go
     bad = next(n for n in map(str, range(5678, 5800)) if partition(n) == partition(CUSTOMER_WA_ID))
     body = webhook_body(
         [
-            text("wamid.NOPHONE", bad, "hello", 1_760_000_000),
-            text("wamid.AFTER", CUSTOMER_WA_ID, "still here", 1_760_000_001),
+            text("wamid.NOPHONE", bad, "hello", T0),
+            text("wamid.AFTER", CUSTOMER_WA_ID, "still here", T0 + 1),
         ]
     )
     assert (await post_webhook(api, wa.webhook, raw(body)))[0] == 200

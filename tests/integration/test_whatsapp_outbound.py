@@ -4,6 +4,7 @@ move them forward on members' sockets. Meta is a local server speaking the Graph
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from tests.support.fake_graph import FakeGraph
 from tests.support.whatsapp import (
     ACCESS_TOKEN,
     PHONE_NUMBER_ID,
+    T0,
     WhatsAppTenant,
     customer_conversation,
     post_webhook,
@@ -123,7 +125,7 @@ async def test_a_reply_reaches_meta_once_and_statuses_move_it_forward_on_the_soc
         body = raw(webhook_body(statuses=[status(send.wamid, state)]))
         assert (await post_webhook(api, wa.webhook, body))[0] == 200
     # A message from the customer after them (same key, so handled after them) marks the end.
-    later = raw(webhook_body([text("wamid.IN2", CUSTOMER_WA_ID, "thanks!", 1_760_000_200)]))
+    later = raw(webhook_body([text("wamid.IN2", CUSTOMER_WA_ID, "thanks!", T0 + 200)]))
     assert (await post_webhook(api, wa.webhook, later))[0] == 200
     await agent.expect("message", lambda m: m["body"] == "thanks!", within=WAIT)
     seen = [f["status"] for f in agent.frames if f["type"] == "status"]
@@ -225,6 +227,41 @@ async def test_outside_the_window_free_text_is_refused_up_front_and_templates_st
     assert post.json["template"]["name"] == "premium_due"
     params = post.json["template"]["components"][0]["parameters"]
     assert [p["text"] for p in params] == ["Ravi", "12 March"]
+    await agent.close()
+
+
+async def test_the_window_counts_from_metas_timestamp_not_from_a_late_delivery(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    _, conversation_id = await customer_conversation(api, wa)
+    agent = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent.join(conversation_id)
+    # Meta retried this webhook for a day: the customer wrote 25 hours ago, it arrives now.
+    day_old = int(time.time()) - 25 * 3600
+    late = raw(webhook_body([text("wamid.LATE", CUSTOMER_WA_ID, "hello?", day_old)]))
+    assert (await post_webhook(api, wa.webhook, late))[0] == 200
+    await agent.expect("message", within=WAIT)
+
+    async def refused(ref: str) -> None:
+        frame = {"type": "send", "conversation_id": conversation_id, "client_msg_id": ref,
+                 "body": "are you still there?"}  # fmt: skip
+        await agent.send(frame)
+        error = await agent.expect("error", lambda e: e["ref"] == ref, within=WAIT)
+        assert error["code"] == "outside_window"
+
+    await refused("after-late")
+    # The same once the conversation's actor is rebuilt from the database.
+    api.app[CHAT].passivate(wa.tenant_id, uuid.UUID(conversation_id))
+    await refused("after-reload")
+    # The customer writes again: now the window is open.
+    fresh = raw(webhook_body([text("wamid.FRESH", CUSTOMER_WA_ID, "hi", int(time.time()))]))
+    assert (await post_webhook(api, wa.webhook, fresh))[0] == 200
+    await agent.expect("message", lambda m: m["body"] == "hi", within=WAIT)
+    ack = await agent.say(conversation_id, "in-window", "Hello Ravi, how can I help?")
+    await wait_for_send(api, ack["message_id"], {"sent"})
+    assert len(fake.message_posts(PHONE_NUMBER_ID)) == 1
     await agent.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,9 @@ APP_SECRET = "test-app-secret-0123456789"
 VERIFY_TOKEN = "test-verify-token-abcd"
 ACCESS_TOKEN = "EAAtest-access-token-wxyz"
 PHONE_NUMBER_ID = "106540352242922"
+# Meta's clock for the tests' customer messages: an hour ago, well inside the 24-hour window that
+# is counted from it. Tests add seconds to T0 to order messages.
+T0 = int(time.time()) - 3600
 
 
 @asynccontextmanager
@@ -62,7 +66,7 @@ async def whatsapp_tenant(api: Api) -> WhatsAppTenant:
     return WhatsAppTenant(admin, agent, uuid.UUID(me["data"]["tenant_id"]))
 
 
-def text(wamid: str, sender: str, body: str, timestamp: int = 1_760_000_000) -> dict[str, Any]:
+def text(wamid: str, sender: str, body: str, timestamp: int = T0) -> dict[str, Any]:
     return {
         "from": sender,
         "id": wamid,
