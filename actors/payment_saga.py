@@ -144,7 +144,9 @@ class PaymentSagaActor(BridgedActor):
     def _place(self) -> PaymentState:
         state = self._state()
         if state.status != saga.CREATED:
-            return state  # placed already: a retry gets the same order
+            # Placed already: a retry gets the same order, and a link message a crash or a
+            # failed send left unsent goes out now.
+            return self._drive()
         charge = self._io(self._store.charge(self.tenant_id, self.payment_id))
         self._io(
             self._store.note(
@@ -174,11 +176,17 @@ class PaymentSagaActor(BridgedActor):
             gateway_order_id=placed.order_id,
             checkout=checkout,
         )
-        state = self._state()
-        if state.kind == "link" and state.checkout.get("send_to_conversation"):
-            self._send_link(state)
-            state = self._state()
-        return state
+        return self._drive()  # the link message, when asked for
+
+    def _link_unsent(self, state: PaymentState) -> bool:
+        """A placed link the customer was to get in their conversation and has not (the step
+        log tells, so a stop between `order_placed` and `link_sent` sends it on resume)."""
+        if state.status != saga.ORDER_PLACED or state.kind != "link":
+            return False
+        if not state.checkout.get("send_to_conversation"):
+            return False
+        sent: bool = self._io(self._store.has_step(self.tenant_id, self.payment_id, "link_sent"))
+        return not sent
 
     def _send_link(self, state: PaymentState) -> None:
         url = state.checkout.get("url")
@@ -256,6 +264,8 @@ class PaymentSagaActor(BridgedActor):
                 if state.gateway_order_id and self._poll() in ("captured", "flagged"):
                     continue
                 self._advance(saga.EXPIRED, {"expires_at": state.expires_at.isoformat()})
+            elif self._link_unsent(state):
+                self._send_link(state)
             else:
                 return state
         return self._state()

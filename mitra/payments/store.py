@@ -315,6 +315,16 @@ class PaymentStore:
                 PaymentStep(tenant_id=tenant_id, payment_id=payment_id, step=step, detail=detail)
             )
 
+    async def has_step(self, tenant_id: uuid.UUID, payment_id: uuid.UUID, step: str) -> bool:
+        """Whether the step log holds `step` (a noted step, such as the link sent)."""
+        async with self._db.session(Scope.tenant(tenant_id)) as session:
+            found = await session.scalar(
+                select(PaymentStep.id)
+                .where(PaymentStep.payment_id == payment_id, PaymentStep.step == step)
+                .limit(1)
+            )
+            return found is not None
+
     async def advance(
         self,
         tenant_id: uuid.UUID,

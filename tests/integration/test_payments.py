@@ -691,3 +691,36 @@ async def test_a_premium_captured_for_a_surrendered_policy_is_flagged_once_and_r
     assert body["data"]["amount"] == "2450.50"
     (refund,) = gateways.razorpay.refunds.values()
     assert (refund["payment_id"], refund["amount"]) == (paid["id"], 245050)
+
+
+async def test_a_link_message_a_stop_left_unsent_goes_out_on_resume_once(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    agent = await principal_of(api, shop.agent)
+    store = api.app[PAYMENTS]
+    state, _ = await store.create(
+        agent, uuid.UUID(shop.policy["id"]), "razorpay", "link", idempotency_key="stopped",
+        expires_in=timedelta(minutes=30), send_to_conversation=True,
+    )  # fmt: skip
+    # The saga placed the link and recorded it, then the instance stopped before sending it.
+    url = "https://rzp.io/i/stopped01"
+    await store.advance(
+        shop.tenant_id, state.id, "order_placed", {"gateway_order_id": "plink_stopped01"},
+        gateway_order_id="plink_stopped01", checkout={"send_to_conversation": True, "url": url},
+    )  # fmt: skip
+    assert not [m for m in await conversation_messages(api, shop) if url in m["body"]]
+    await api.app[PAYMENT_SAGAS].ask(shop.tenant_id, state.id, Resume())
+    # The agent's retry of the same request finds it sent: no second message.
+    _, body = await api.call(
+        "POST", "/api/v1/payments/links", token=shop.agent.access_token,
+        json={"policy_id": shop.policy["id"], "gateway": "razorpay", "send_to_conversation": True},
+        headers={"Idempotency-Key": "stopped"}, expect=201,
+    )  # fmt: skip
+    assert body["data"]["url"] == url
+    sent = [m for m in await conversation_messages(api, shop) if url in m["body"]]
+    assert len(sent) == 1
+    assert sent[0]["sender_id"] == shop.agent.user_id
+    steps = [s["step"] for s in (await payment(api, shop.agent, str(state.id)))["steps"]]
+    assert steps.count("link_sent") == 1
+    assert gateways.razorpay.links == {}  # nothing placed twice
