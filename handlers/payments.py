@@ -142,11 +142,13 @@ async def create_link(request: web.Request) -> web.Response:
     "Razorpay Checkout's callback",
     description="The signature is checked with the SDK's `utility.verify_payment_signature` "
     "and the tenant's key secret; a verified callback moves the saga to `authorised`. The "
-    "policy is credited only on capture (the webhook, or a poll).",
+    "policy is credited only on capture (the webhook, or a poll). A signature that does not "
+    "verify is answered 422 naming `razorpay_signature` (400 is a body that is not JSON); an "
+    "order that is not the caller's, 404.",
     tags=TAGS,
     body=VerifyRequest,
     response=PaymentResponse,
-    errors=(400, 404),
+    errors=(404,),  # 400, 413 and 422 come with the body
 )
 async def verify(request: web.Request) -> web.Response:
     principal = await authenticate(request)
