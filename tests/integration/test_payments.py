@@ -724,3 +724,42 @@ async def test_a_link_message_a_stop_left_unsent_goes_out_on_resume_once(
     steps = [s["step"] for s in (await payment(api, shop.agent, str(state.id)))["steps"]]
     assert steps.count("link_sent") == 1
     assert gateways.razorpay.links == {}  # nothing placed twice
+
+
+async def test_a_stripe_checkout_link_paid_credits_the_policy_once_with_a_receipt(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    _, body = await api.call(
+        "POST", "/api/v1/payments/links", token=shop.agent.access_token,
+        json={"policy_id": shop.policy["id"], "gateway": "stripe", "send_to_conversation": True},
+        expect=201,
+    )  # fmt: skip
+    link = body["data"]
+    made = gateways.stripe.sessions[link["link_id"]]
+    assert (made["amount_total"], made["currency"]) == (245050, "inr")
+    assert made["client_reference_id"] == link["payment_id"]
+    assert [m for m in await conversation_messages(api, shop) if link["url"] in m["body"]]
+
+    session = gateways.stripe.complete_session(link["link_id"])
+    intent = gateways.stripe.intents[session["payment_intent"]]
+    completed = stripe_fake.event_body(
+        "checkout.session.completed",
+        {k: v for k, v in session.items() if k != "intent_metadata"},
+    )
+    succeeded = stripe_fake.event_body("payment_intent.succeeded", intent)
+    for raw in (completed, succeeded):  # Stripe sends both for a paid Checkout Session
+        await post_raw(api, shop.webhook("stripe"), raw, stripe_fake.signed_headers(raw))
+    done = await reaches(api, shop, link["payment_id"], "receipt_sent")
+    assert done["gateway_payment_id"] == intent["id"]
+    assert [s["step"] for s in done["steps"]].count("policy_credited") == 1
+    receipts = [
+        m["body"]
+        for m in await conversation_messages(api, shop)
+        if m["body"].startswith("Payment received")
+    ]
+    assert len(receipts) == 1
+    assert intent["id"] in receipts[0]
+    assert (await policy_of(api, shop))["next_due_date"] == quarter_after(
+        shop.policy["next_due_date"]
+    )
