@@ -256,3 +256,23 @@ async def test_a_stored_key_the_sdk_cannot_send_still_gets_the_customer_an_answe
         assert reply["meta"]["bot"]["source"] == "fallback"
         assert reply["body"].startswith("Sorry, I cannot answer that right now")
         assert fake.requests == []
+
+
+@pytest.mark.parametrize("chatbot", [{"daily_token_budget": 1000}])
+async def test_the_askers_first_name_alone_is_masked_in_any_case_and_in_devanagari(
+    api: Api, openai: tuple[FakeOpenAI, str]
+) -> None:
+    fake, _ = openai
+    fake.then(Step(content="Yes [NAME_1], a brother can be a nominee."))
+    async with asker(api) as chat:  # the asker is Sunita Sharma
+        reply = await chat.ask("this is sunita here. Can my brother be added as nominee?")
+        assert reply["body"] == "Yes sunita, a brother can be a nominee."
+        for question in (
+            "मैं सुनीता हूँ, क्या मेरे भाई को नॉमिनी बना सकते हैं? शर्मा परिवार से",
+            "main SUNITA hoon, kya mera bhai nominee ban sakta hai?",
+        ):
+            assert (await chat.ask(question))["meta"]["bot"]["source"] == "llm"
+        sent = fake.sent_text().casefold()
+        for secret in ("sunita", "सुनीता", "शर्मा"):
+            assert secret not in sent
+        assert "नॉमिनी" in sent  # only the name: the question still reaches the model

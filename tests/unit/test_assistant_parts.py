@@ -62,6 +62,19 @@ def test_masking_keeps_only_the_askers_own_details_in_the_reply() -> None:
     assert masker.restore("[POLICY_9]") == WITHHELD
 
 
+def test_each_part_of_the_askers_name_is_masked_whole_in_any_case_and_either_script() -> None:
+    masker = Masker(own_names=["Sunita Sharma", "Rahul Verma"])
+    masked = masker.mask("this is sunita, SHARMA ji. मैं सुनीता हूँ; वर्मा जी? Sunitaben, Rahul's")
+    for secret in ("sunita", "SHARMA", "सुनीता", "वर्मा", "Rahul"):
+        assert secret not in masked
+    assert "Sunitaben" in masked  # whole words only
+    assert masker.restore("[NAME_1] [NAME_3]") == "sunita सुनीता"
+    stored_in_hindi = Masker(own_names=["सुनीता शर्मा"])
+    masked = stored_in_hindi.mask("main sunita hoon, Sharma; मैं सुनीता")
+    for secret in ("sunita", "Sharma", "सुनीता"):
+        assert secret not in masked
+
+
 def test_the_breaker_opens_after_failures_in_the_window_and_half_opens_after_cool_down() -> None:
     now = [0.0]
     states: list[str] = []
