@@ -66,6 +66,8 @@ async def send_whatsapp(request: web.Request) -> web.Response:
         outbound_message(customer.phone, body.body or "", meta)
     except ValueError as exc:
         field, _, reason = str(exc).partition(": ")
+        # The request names the body's parameters `parameters`.
+        field = field.replace("body_parameters", "parameters", 1)
         raise InvalidInput.for_field(field, reason or str(exc)) from None
     summary, _ = await request.app[CONVERSATIONS].open_with_customer(principal, body.customer_id)
     stored = await request.app[CHAT_ROUTER].send(
@@ -85,13 +87,16 @@ async def send_whatsapp(request: web.Request) -> web.Response:
 
 def _meta(body: WhatsAppSendRequest) -> dict[str, Any]:
     if body.template:
-        return {
-            TEMPLATE: {
-                "name": body.template,
-                "language": body.language,
-                "parameters": body.parameters,
-            }
+        template: dict[str, Any] = {
+            "name": body.template,
+            "language": body.language,
+            "parameters": body.parameters,
         }
+        if body.header_parameters:
+            template["header_parameters"] = body.header_parameters
+        if body.header_media is not None:
+            template["header_media"] = body.header_media.model_dump(exclude_none=True)
+        return {TEMPLATE: template}
     if body.buttons:
         spec: dict[str, Any] = {
             "type": "buttons",
@@ -121,6 +126,11 @@ async def _check_template(
     if len(body.parameters) != match[0].body_parameters:
         raise InvalidInput.for_field(
             "parameters", f"the template takes {match[0].body_parameters} body parameters"
+        )
+    if len(body.header_parameters) != match[0].header_parameters:
+        raise InvalidInput.for_field(
+            "header_parameters",
+            f"the template's header takes {match[0].header_parameters} parameters",
         )
 
 

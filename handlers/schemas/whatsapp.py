@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -15,6 +15,7 @@ from mitra.whatsapp.graph_messages import (
     BUTTONS_BODY_MAX,
     CAPTION_MAX,
     FILENAME_MAX,
+    HEADER_TEXT_MAX,
     LIST_BODY_MAX,
     LIST_BUTTON_MAX,
     MAX_BUTTONS,
@@ -66,6 +67,19 @@ class MediaSpec(RequestModel):
     filename: str | None = Field(None, min_length=1, max_length=FILENAME_MAX)
 
 
+class TemplateHeaderMediaSpec(RequestModel):
+    """The media of a template whose header is an image, a document or a video."""
+
+    kind: Literal["image", "document", "video"]
+    link: str = Field(pattern=r"^https://", max_length=2000, description="Meta fetches it")
+    filename: str | None = Field(
+        None, min_length=1, max_length=FILENAME_MAX, description="documents only"
+    )
+
+
+HeaderParameter = Annotated[str, Field(min_length=1, max_length=HEADER_TEXT_MAX)]
+
+
 class WhatsAppSendRequest(RequestModel):
     """One of: an approved `template` (also outside the 24-hour window), reply `buttons` (1-3)
     or a `list` with a `body`, or `media` by link."""
@@ -75,6 +89,14 @@ class WhatsAppSendRequest(RequestModel):
     language: str | None = Field(None, pattern=r"^[a-z]{2,3}(_[A-Z]{2})?$", description="en_US")
     parameters: list[str] = Field(
         default_factory=list, max_length=20, description="the body's {{1}}, {{2}}, ... in order"
+    )
+    header_parameters: list[HeaderParameter] = Field(
+        default_factory=list,
+        max_length=1,
+        description="a template's text header's {{1}}, when its header has one",
+    )
+    header_media: TemplateHeaderMediaSpec | None = Field(
+        None, description="a template's header image, document or video, when it has one"
     )
     body: str | None = Field(
         None,
@@ -100,6 +122,10 @@ class WhatsAppSendRequest(RequestModel):
             raise ValueError("give exactly one of template, buttons, list or media")
         if self.template and not self.language:
             raise ValueError("a template needs its language")
+        if (self.header_parameters or self.header_media) and not self.template:
+            raise ValueError("header_parameters and header_media belong to a template")
+        if self.header_parameters and self.header_media:
+            raise ValueError("a template header is text or media, not both")
         if kinds[0] in ("buttons", "list") and not self.body:
             raise ValueError(f"{kinds[0]} need a body")
         return self

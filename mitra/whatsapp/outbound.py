@@ -14,13 +14,14 @@ from mitra.whatsapp.graph_messages import (
     MediaMessage,
     OutboundMessage,
     ReplyButton,
+    TemplateMedia,
     TemplateMessage,
     TextMessage,
 )
 
 TEMPLATE = "template"
-"""`meta["template"]`: {name, language, parameters}. The one kind Meta takes outside the
-customer-service window."""
+"""`meta["template"]`: {name, language, parameters, header_parameters?, header_media?}. The one
+kind Meta takes outside the customer-service window."""
 SEND = "send"
 """`meta["send"]`: {type: buttons | list | media, ...} for the other rich kinds."""
 
@@ -30,11 +31,18 @@ def outbound_message(to: str, body: str, meta: dict[str, Any] | None) -> Outboun
     meta = meta or {}
     template = meta.get(TEMPLATE)
     if isinstance(template, dict):
+        media = template.get("header_media")
         return TemplateMessage(
             to=to,
             name=str(template["name"]),
             language=str(template["language"]),
             body_parameters=tuple(str(p) for p in template.get("parameters", ())),
+            header_parameters=tuple(str(p) for p in template.get("header_parameters", ())),
+            header_media=TemplateMedia(
+                kind=media["kind"], link=str(media["link"]), filename=media.get("filename")
+            )
+            if isinstance(media, dict)
+            else None,
         )
     spec = meta.get(SEND)
     if not isinstance(spec, dict):
@@ -81,7 +89,11 @@ def summary(meta: dict[str, Any]) -> str:
     """The text members read for a rich message in the conversation."""
     template = meta.get(TEMPLATE)
     if isinstance(template, dict):
-        return f"[template {template['name']}] " + " | ".join(template.get("parameters", ()))
+        values = [*template.get("header_parameters", ()), *template.get("parameters", ())]
+        media = template.get("header_media")
+        if isinstance(media, dict):
+            values.insert(0, str(media.get("filename") or f"[{media.get('kind')}]"))
+        return f"[template {template['name']}] " + " | ".join(values)
     spec = meta.get(SEND) or {}
     if spec.get("type") == "buttons":
         titles = " | ".join(str(b["title"]) for b in spec["buttons"])

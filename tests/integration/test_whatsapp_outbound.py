@@ -444,6 +444,88 @@ async def test_templates_sync_from_meta_and_a_send_is_checked_against_them(
     assert fake.message_posts(PHONE_NUMBER_ID) == []
 
 
+async def test_a_templates_header_text_or_media_reaches_meta_checked_against_the_sync(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    fake, _ = graph
+    wa = await whatsapp_tenant(api)
+    fake.add_business_account(
+        "102290129340398",
+        ACCESS_TOKEN,
+        [
+            {"id": "9101", "name": "premium_receipt", "language": "en", "status": "APPROVED",
+             "category": "UTILITY",
+             "components": [{"type": "HEADER", "format": "TEXT", "text": "Receipt {{1}}"},
+                            {"type": "BODY", "text": "Dear {{1}}, we received your premium."}]},
+            {"id": "9102", "name": "policy_document", "language": "en", "status": "APPROVED",
+             "category": "UTILITY",
+             "components": [{"type": "HEADER", "format": "DOCUMENT"},
+                            {"type": "BODY", "text": "Your policy {{1}} is attached."}]},
+        ],
+    )  # fmt: skip
+    await api.call(
+        "PUT",
+        "/api/v1/integrations/whatsapp",
+        token=wa.admin.access_token,
+        json={
+            "phone_number_id": PHONE_NUMBER_ID,
+            "business_number": "+919820000001",
+            "business_account_id": "102290129340398",
+            "default_agent_id": wa.agent.user_id,
+        },
+        expect=200,
+    )
+    await api.call("POST", "/api/v1/whatsapp/templates/sync", token=wa.admin.access_token,
+                   expect=200)  # fmt: skip
+    customer_id, _ = await customer_conversation(api, wa)
+    receipt = {"customer_id": customer_id, "template": "premium_receipt", "language": "en",
+               "parameters": ["Ravi"]}  # fmt: skip
+    document = {"customer_id": customer_id, "template": "policy_document", "language": "en",
+                "parameters": ["JA-1042"]}  # fmt: skip
+    pdf = {"kind": "document", "link": "https://files.example.com/JA-1042.pdf",
+           "filename": "JA-1042.pdf"}  # fmt: skip
+    for wrong, field in (
+        ({**receipt}, "header_parameters"),  # the sync says its header takes one
+        ({**receipt, "header_parameters": ["A" * 61]}, "header_parameters.0"),
+        ({**receipt, "header_parameters": ["No\t7"]}, "header_parameters[0]"),
+        ({**document, "header_parameters": ["x"]}, "header_parameters"),
+        ({**document, "header_media": {**pdf, "kind": "audio"}}, "header_media.kind"),
+    ):
+        status_code, body = await api.call(
+            "POST", "/api/v1/whatsapp/messages", token=wa.agent.access_token, json=wrong
+        )
+        assert status_code == 422, (field, body)
+        assert body["errors"][0]["field"] == field, body
+    sent = []
+    for good in ({**receipt, "header_parameters": ["No. 7781"]}, {**document, "header_media": pdf}):
+        _, body = await api.call(
+            "POST", "/api/v1/whatsapp/messages", token=wa.agent.access_token, json=good,
+            expect=201,
+        )  # fmt: skip
+        sent.append(body["data"])
+    assert sent[0]["body"] == "[template premium_receipt] No. 7781 | Ravi"
+    for message in sent:
+        await wait_for_send(api, message["message_id"], {"sent"})
+    posts = [p.json["template"] for p in fake.message_posts(PHONE_NUMBER_ID)]
+    assert posts[0]["components"] == [
+        {"type": "header", "parameters": [{"type": "text", "text": "No. 7781"}]},
+        {"type": "body", "parameters": [{"type": "text", "text": "Ravi"}]},
+    ]
+    assert posts[1]["components"][0] == {
+        "type": "header",
+        "parameters": [{"type": "document", "document": {
+            "link": "https://files.example.com/JA-1042.pdf", "filename": "JA-1042.pdf"}}],
+    }  # fmt: skip
+    # A header belongs to a template only.
+    not_a_template = {"customer_id": customer_id, "media": pdf, "header_parameters": ["x"]}
+    _, body = await api.call(
+        "POST", "/api/v1/whatsapp/messages", token=wa.agent.access_token, json=not_a_template,
+        expect=422,
+    )  # fmt: skip
+    assert "belong to a template" in body["errors"][0]["message"]
+    assert len(fake.message_posts(PHONE_NUMBER_ID)) == 2
+
+
 async def test_buttons_lists_and_media_go_within_the_window_and_meta_limits_are_named(
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:
