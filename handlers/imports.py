@@ -21,10 +21,11 @@ from handlers.envelope import ok
 from handlers.keys import IMPORT_PIPELINES, IMPORTS, SETTINGS
 from handlers.openapi import RawResponse, operation
 from handlers.records import listing, page_request, path_id
-from handlers.schemas.common import IdPath, PageOf, PageQuery
+from handlers.schemas.common import IdPath, PageOf
 from handlers.schemas.imports import (
     ImportAccepted,
     ImportErrorsQuery,
+    ImportListQuery,
     ImportProgress,
     ImportRowErrorResponse,
     ImportUploadFields,
@@ -70,6 +71,7 @@ def _shape(job: ImportJob) -> ImportProgress:
         created_at=job.created_at,
         started_at=job.started_at,
         finished_at=job.finished_at,
+        seen_at=job.seen_at,
     )
 
 
@@ -227,14 +229,17 @@ def _write_all(descriptor: int, data: bytes) -> None:
 @routes.get("/api/v1/imports")
 @operation(
     "List imports: the caller's (admins: the tenant's), newest first",
+    description="`unseen=true`: the notices, the caller's finished imports not yet marked seen.",
     tags=TAGS,
-    query=PageQuery,
+    query=ImportListQuery,
     response=PageOf[ImportProgress],
 )
 async def list_imports(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    query = parse_query(request, PageQuery)
-    page = await request.app[IMPORTS].list(principal, page_request(query.page, query.limit))
+    query = parse_query(request, ImportListQuery)
+    page = await request.app[IMPORTS].list(
+        principal, page_request(query.page, query.limit), unseen=query.unseen
+    )
     return ok(listing(page, _shape))
 
 
@@ -322,6 +327,20 @@ async def cancel_import(request: web.Request) -> web.Response:
 
 def _discard(path: Path) -> None:
     path.unlink(missing_ok=True)
+
+
+@routes.post("/api/v1/imports/{id}/seen")
+@operation(
+    "Mark a finished import seen: it leaves the notices (`?unseen=true`)",
+    tags=TAGS,
+    path=IdPath,
+    response=ImportProgress,
+    errors=(404, 409),
+)
+async def mark_import_seen(request: web.Request) -> web.Response:
+    principal = await authenticate(request)
+    job = await request.app[IMPORTS].mark_seen(principal, path_id(request, "import"))
+    return ok(_shape(job))
 
 
 @routes.post("/api/v1/imports/{id}/retry")

@@ -55,6 +55,18 @@ class ImportProgress(ResponseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    seen_at: datetime | None = Field(
+        description="when its agent or uploader marked the finished import seen; until then "
+        "it is listed by `GET /api/v1/imports?unseen=true`"
+    )
+
+
+class ImportListQuery(PageQuery):
+    unseen: bool = Field(
+        False,
+        description="only the caller's finished imports not yet marked seen (POST "
+        "/api/v1/imports/{id}/seen): what ended while they were away",
+    )
 
 
 class ImportErrorsQuery(PageQuery):

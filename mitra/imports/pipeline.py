@@ -533,7 +533,8 @@ def progress_of(job: ImportJob) -> dict[str, Any]:
     rate = None
     if job.started_at is not None:
         end = job.finished_at or utcnow()
-        seconds = (end - job.started_at).total_seconds()
+        # A retry's wait for the agent's fix is not time the import took.
+        seconds = (end - job.started_at).total_seconds() - (job.idle_seconds or 0.0)
         rate = round(job.processed / seconds, 1) if seconds > 0 else None
     return {
         "import_id": str(job.id),

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select, true
+from sqlalchemy import ColumnElement, Select, func, select, true
+from sqlalchemy.exc import IntegrityError
 
 from mitra import access
 from mitra.access import Action, Owned
@@ -19,6 +20,8 @@ from mitra.imports.store import retryable
 from mitra.models import ImportJob, ImportRowError, ImportStatus, ImportType
 from mitra.models.imports import RUNNING
 from mitra.records import AGENT_ROLES, Page, PageRequest, require_user
+
+_RUNNING = [status.value for status in RUNNING]
 
 
 @dataclass(frozen=True)
@@ -52,15 +55,34 @@ class ImportService:
         the same file by the same agent unless `force`."""
         agent_id = new.agent_id or principal.user_id
         access.require(principal, Action.CREATE, Owned(agent_id))
+        try:
+            return await self._create(principal, new, agent_id, owner, lease_seconds)
+        except IntegrityError:
+            # The same file, uploaded for the same agent at the same moment, is being imported
+            # (the partial unique index on running imports): answer with that import.
+            pass
+        async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
+            running = await session.scalar(
+                _same_file(agent_id, new).where(ImportJob.status.in_(_RUNNING)).limit(1)
+            )
+        if running is None:
+            raise Conflict("the same file was being imported for this agent: upload it again")
+        return Started(running, duplicate=True)
+
+    async def _create(
+        self,
+        principal: Principal,
+        new: NewImport,
+        agent_id: uuid.UUID,
+        owner: str,
+        lease_seconds: float,
+    ) -> Started:
         async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
             await require_user(session, agent_id, AGENT_ROLES, "agent_id", "agent")
             if not new.force:
                 earlier = await session.scalar(
-                    select(ImportJob)
+                    _same_file(agent_id, new)
                     .where(
-                        ImportJob.agent_id == agent_id,
-                        ImportJob.content_hash == new.content_hash,
-                        ImportJob.import_type == new.import_type.value,
                         ImportJob.status.not_in(
                             [ImportStatus.FAILED.value, ImportStatus.CANCELLED.value]
                         ),
@@ -104,9 +126,20 @@ class ImportService:
             raise NotFound("import not found")
         return job
 
-    async def list(self, principal: Principal, page: PageRequest) -> Page[ImportJob]:
+    async def list(
+        self, principal: Principal, page: PageRequest, *, unseen: bool = False
+    ) -> Page[ImportJob]:
+        """`unseen`: only the finished imports of the caller's (as their agent or uploader) that
+        nobody marked seen: the notices of imports that ended while they were away."""
         async with self._db.session(Scope.tenant(principal.tenant_id)) as session:
             statement = select(ImportJob).where(_visible(principal))
+            if unseen:
+                mine = (ImportJob.agent_id == principal.user_id) | (
+                    ImportJob.uploaded_by == principal.user_id
+                )
+                statement = statement.where(
+                    mine, ImportJob.seen_at.is_(None), ImportJob.status.not_in(_RUNNING)
+                )
             total = await session.scalar(select(func.count()).select_from(statement.subquery()))
             found = await session.scalars(
                 statement.order_by(ImportJob.created_at.desc(), ImportJob.id)
@@ -153,6 +186,22 @@ class ImportService:
                 entry[1].append(f"{column}: {message}" if column else message)
         return job, [(number, raw, messages) for number, (raw, messages) in rows.items()]
 
+    async def mark_seen(self, principal: Principal, import_id: uuid.UUID) -> ImportJob:
+        """The caller saw how the import ended: it leaves `?unseen=true`."""
+        async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
+            job = await session.scalar(
+                select(ImportJob)
+                .where(ImportJob.id == import_id, _visible(principal))
+                .with_for_update()
+            )
+            if job is None:
+                raise NotFound("import not found")
+            if job.status in _RUNNING:
+                raise Conflict(f"the import is {job.status}: it is seen once it ends")
+            if job.seen_at is None:
+                job.seen_at = utcnow()
+        return job
+
     async def cancel(self, principal: Principal, import_id: uuid.UUID) -> ImportJob:
         async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
             job = await session.scalar(
@@ -162,7 +211,7 @@ class ImportService:
             )
             if job is None:
                 raise NotFound("import not found")
-            if job.status not in {s.value for s in RUNNING}:
+            if job.status not in _RUNNING:
                 raise Conflict(f"the import is {job.status}: only a running import is cancelled")
             job.status = ImportStatus.CANCELLED.value
             job.finished_at = utcnow()
@@ -193,14 +242,33 @@ class ImportService:
                     "every failed row failed on its own values: fix them in the failed rows' "
                     "file (GET /api/v1/imports/{id}/errors?format=xlsx) and upload it"
                 )
+            now = utcnow()
             job.status = ImportStatus.QUEUED.value
             job.retries += 1
             job.committed_row = 0
-            job.started_at = utcnow()
+            # started_at stays the import's start; the wait since it finished is left out of
+            # its rows/s (`progress_of`).
+            if job.finished_at is not None:
+                job.idle_seconds += max((now - job.finished_at).total_seconds(), 0.0)
             job.finished_at = None
+            job.seen_at = None
             job.lease_owner = owner
-            job.lease_until = utcnow() + timedelta(seconds=lease_seconds)
+            job.lease_until = now + timedelta(seconds=lease_seconds)
+            try:
+                await session.flush()
+            except IntegrityError:
+                raise Conflict(
+                    "the same file is being imported again for this agent: retry when it ends"
+                ) from None
         return job
+
+
+def _same_file(agent_id: uuid.UUID, new: NewImport) -> Select[ImportJob]:
+    return select(ImportJob).where(
+        ImportJob.agent_id == agent_id,
+        ImportJob.content_hash == new.content_hash,
+        ImportJob.import_type == new.import_type.value,
+    )
 
 
 def _visible(principal: Principal) -> ColumnElement[bool]:

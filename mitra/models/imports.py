@@ -7,7 +7,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String
+from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mitra.db import Base, TenantOwned
@@ -31,6 +31,7 @@ class ImportStatus(enum.StrEnum):
 RUNNING = frozenset(
     {ImportStatus.QUEUED, ImportStatus.PARSING, ImportStatus.VALIDATING, ImportStatus.WRITING}
 )
+RUNNING_SQL = "status IN ('queued', 'parsing', 'validating', 'writing')"
 
 
 class ImportType(enum.StrEnum):
@@ -52,6 +53,18 @@ class ImportJob(TenantOwned, Base):
     __table_args__ = (
         Index("ix_imports_tenant_agent_hash", "tenant_id", "agent_id", "content_hash"),
         Index("ix_imports_status", "status"),
+        # One running import of a file per agent: two identical uploads at the same moment
+        # both find no earlier import; the second insert fails here and answers the first.
+        Index(
+            "uq_imports_running_file",
+            "tenant_id",
+            "agent_id",
+            "import_type",
+            "content_hash",
+            unique=True,
+            sqlite_where=text(RUNNING_SQL),
+            postgresql_where=text(RUNNING_SQL),
+        ),
     )
 
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -78,6 +91,10 @@ class ImportJob(TenantOwned, Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(String(500))
+    idle_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    """Time between a finish and the retry after it: not part of the import's rows/s."""
+    seen_at: Mapped[datetime | None]
+    """When the agent (or the uploader) saw that it finished; unset, the import is a notice."""
 
 
 class ImportRowError(TenantOwned, Base):

@@ -8,6 +8,7 @@ import io
 import itertools
 import uuid
 import zipfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +145,18 @@ async def test_the_same_file_again_answers_the_earlier_import_and_force_changes_
     assert after == before  # not rewritten: updated_at is the same too
 
 
+async def test_the_same_file_twice_at_the_same_moment_is_imported_once(api: Api) -> None:
+    _, agent = await agent_of(api)
+    data = csv_bytes(MESSY)
+    answers = await asyncio.gather(*(upload(api, agent, f"b{n}.csv", data) for n in range(2)))
+    ids = {body["data"]["import_id"] for _, body in answers}
+    assert len(ids) == 1
+    assert sorted(body["data"]["duplicate"] for _, body in answers) == [False, True]
+    await finished(api, agent, ids.pop())
+    _, listed = await api.call("GET", IMPORTS, token=agent.access_token)
+    assert listed["data"]["pagination"]["total"] == 1
+
+
 POLICY_HEADER = [
     "Name", "Mobile", "Policy No", "Plan Type", "Plan", "Sum Assured", "Premium (Rs)",
     "Mode", "DOC", "Status",
@@ -236,6 +249,17 @@ async def test_a_policy_for_an_unknown_customer_fails_until_retried_after_the_fi
         2: "no customer with this phone or email in the agent's book",
         4: "policy number already in row 3",
     }
+    # The agent fixes it an hour later: that hour is not part of the import's rows/s.
+    async with api.app[DATABASE].transaction(Scope.system()) as session:
+        await session.execute(
+            update(ImportJob)
+            .where(ImportJob.id == uuid.UUID(result["id"]))
+            .values(
+                started_at=datetime.fromisoformat(result["started_at"]) - timedelta(hours=1),
+                finished_at=datetime.fromisoformat(result["finished_at"]) - timedelta(hours=1),
+            )
+        )
+    _, moved = await api.call("GET", f"{IMPORTS}/{result['id']}", token=agent.access_token)
     await api.call(
         "POST",
         "/api/v1/customers",
@@ -254,6 +278,8 @@ async def test_a_policy_for_an_unknown_customer_fails_until_retried_after_the_fi
         1,
         3,
     )
+    assert done["started_at"] == moved["data"]["started_at"]
+    assert 0 < done["rows_per_second"] <= result["rows_per_second"]
     [error] = await errors_of(api, agent, result["id"])
     assert (error["row_number"], error["message"]) == (4, "policy number already in row 3")
     _, policies = await api.call(
@@ -327,6 +353,24 @@ async def test_an_admin_imports_into_an_agents_book(api: Api) -> None:
     assert len(await customers_of(api, agent)) == 3
     _, mine = await api.call("GET", IMPORTS, token=agent.access_token)
     assert [item["id"] for item in mine["data"]["items"]] == [result["id"]]
+    # The agent was not watching: the finished import waits as a notice until marked seen.
+    colleague = await api.user(admin, Role.SENIOR_AGENT)
+
+    async def notices(account: Account) -> list[str]:
+        _, body = await api.call("GET", f"{IMPORTS}?unseen=true", token=account.access_token)
+        return [item["id"] for item in body["data"]["items"]]
+
+    assert await notices(agent) == [result["id"]]
+    assert await notices(admin) == [result["id"]]  # the uploader
+    assert await notices(colleague) == []
+    await api.call(
+        "POST", f"{IMPORTS}/{result['id']}/seen", token=colleague.access_token, expect=404
+    )
+    _, seen = await api.call(
+        "POST", f"{IMPORTS}/{result['id']}/seen", token=agent.access_token, expect=200
+    )
+    assert seen["data"]["seen_at"] is not None
+    assert await notices(agent) == []
 
 
 async def test_another_tenants_or_agents_import_is_not_found(api: Api) -> None:
