@@ -8,7 +8,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from alembic import command
 
+from handlers.keys import DATABASE
+from mitra import migrate
 from mitra.models import Role
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
@@ -136,3 +139,33 @@ async def test_a_strong_match_answers_and_a_weak_one_goes_to_the_llm_as_context(
         assert reply["meta"]["bot"]["source"] == "llm"
         (request,) = fake.requests
         assert HOURS["answer"] in request["messages"][0]["content"]
+
+
+async def test_hindi_words_are_searched_whole_also_in_articles_indexed_before_the_fix(
+    api: Api,
+) -> None:
+    admin = await api.tenant()
+    nominee = await _add(api, admin.access_token, NOMINEE)
+
+    async def found(q: str) -> list[str]:
+        _, body = await api.call("GET", f"{ARTICLES}?q={q}", token=admin.access_token, expect=200)
+        return [a["id"] for a in body["data"]]
+
+    async def searched_whole() -> None:
+        assert await found("नॉमिनी") == [nominee["id"]]
+        # "केस" (case) is not "कैसे" (how), nor "मिनी" a part of "नॉमिनी": once the vowel signs
+        # split words, all three were the same few consonants.
+        assert await found("केस") == []
+        assert await found("मिनी") == []
+
+    await searched_whole()
+    # The migration that fixed the index rebuilds it from the articles written before it.
+    database = api.app[DATABASE]
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(
+                lambda sync: command.downgrade(migrate.alembic_config(sync), "0013")
+            )
+    finally:
+        await migrate.upgrade(database)
+    await searched_whole()
