@@ -1,6 +1,7 @@
 """Email and SMS that reach people: a login code by SMS through an MSG91-style gateway, a reset
-token by email over SMTP with STARTTLS and AUTH, both on local servers speaking the protocols,
-retried when the far side fails for now, and never logged with the secret."""
+token by email over SMTP with STARTTLS or implicit TLS and AUTH, all on local servers speaking the
+protocols, retried when the far side fails for now, and never logged with the secret; production
+refuses a notifier that reaches nobody."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from handlers.app import create_app
+from mitra.settings import SettingsError, load_settings
 from tests.conftest import SettingsFactory
 from tests.e2e.test_serve import free_port
 from tests.streams.conftest import eventually
 from tests.support.api import PASSWORD, Api
+from tests.unit.test_settings import PRODUCTION, STRONG_SECRET
 
 SMTP_USER, SMTP_PASSWORD = "mitra", "smtp-secret-password"
 SMS_KEY = "gateway-auth-key"
@@ -47,6 +50,7 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[Any] = []
+        self.encrypted: list[bool] = []
         self.refuse_next = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
@@ -54,6 +58,7 @@ class Mailbox:
             self.refuse_next -= 1
             return "451 try again later"
         self.messages.append(message_from_bytes(envelope.content, policy=email.policy.default))
+        self.encrypted.append(server.transport.get_extra_info("ssl_object") is not None)
         return "250 OK"
 
 
@@ -111,6 +116,31 @@ def smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
         require_starttls=True,
         authenticator=authenticate,
         auth_require_tls=True,
+    )
+    controller.start()
+    try:
+        yield mailbox, port, cert
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtps(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
+    """An SMTP server on implicit TLS (port 465 style): TLS from the first byte, no STARTTLS."""
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    mailbox = Mailbox()
+    port = free_port()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=port,
+        ssl_context=context,
+        authenticator=authenticate,
+        auth_required=True,
+        # aiosmtpd counts only STARTTLS as TLS for AUTH; here the whole connection is TLS.
+        auth_require_tls=False,
     )
     controller.start()
     try:
@@ -275,3 +305,45 @@ async def test_a_refusal_that_cannot_get_better_is_not_retried(
     metrics = await (await client.get("/metrics")).text()
     assert 'outcome="retried"' not in metrics
     assert fake.sent == []
+
+
+# aiosmtpd warns of AUTH without TLS because it counts only STARTTLS: this server is TLS-only.
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+async def test_email_goes_over_implicit_tls_with_auth(
+    make_settings: SettingsFactory, smtps: tuple[Mailbox, int, Path], aiohttp_client: Any
+) -> None:
+    mailbox, port, cert = smtps
+    settings = make_settings(
+        notifier={"backend": "deliver", "smtp_host": "127.0.0.1", "smtp_port": port,
+                  "smtp_security": "tls", "smtp_username": SMTP_USER,
+                  "smtp_password": SMTP_PASSWORD, "smtp_ca_file": str(cert),
+                  "backoff_seconds": 0.01}
+    )  # fmt: skip
+    client = await aiohttp_client(create_app(settings))
+    api = Api(client, client.app, None)  # type: ignore[arg-type]
+    admin = await api.tenant()
+    await api.call(
+        "POST", "/api/v1/auth/request-password-reset", json={"email": admin.email}, expect=200
+    )
+    await eventually(lambda: len(mailbox.messages) == 1, within=10)
+    assert mailbox.messages[0]["To"] == admin.email
+    assert mailbox.encrypted == [True]
+    metrics = await (await client.get("/metrics")).text()
+    assert 'mitra_notifications_total{channel="email",outcome="sent"} 1' in metrics
+    assert 'outcome="retried"' not in metrics
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ({"MITRA_NOTIFIER_BACKEND": "log"}, "notifier.backend"),
+        ({"MITRA_NOTIFIER_SMS_AUTH_KEY": ""}, "notifier.sms_auth_key"),
+    ],
+)
+def test_production_refuses_a_notifier_that_reaches_nobody(
+    override: dict[str, str], key: str
+) -> None:
+    # The log notifier writes login codes and reset tokens to no one a user can read.
+    environ = {**PRODUCTION, "MITRA_AUTH_JWT_SECRET": STRONG_SECRET, **override}
+    with pytest.raises(SettingsError, match=rf"invalid setting {key}"):
+        load_settings(environ=environ)
