@@ -214,6 +214,67 @@ async def test_a_signed_message_reaches_the_agents_socket_once_in_the_customers_
     await agent_socket.close()
 
 
+async def test_replies_locations_and_contact_cards_reach_the_agents_socket_as_messages(
+    api: Api,
+) -> None:
+    wa = await whatsapp_tenant(api)
+    _, conversation_id = await customer_conversation(api, wa)
+    agent_socket = await ChatClient.connect(api.client, wa.agent.access_token)
+    await agent_socket.join(conversation_id)
+
+    def message(wamid: str, offset: int, kind: str, **content: Any) -> dict[str, Any]:
+        return {"from": CUSTOMER_WA_ID, "id": wamid, "timestamp": str(T0 + offset),
+                "type": kind, **content}  # fmt: skip
+
+    # Shaped as Meta sends them: a reply to the agent's buttons and to their list (each naming
+    # the message it answers in `context`), a shared place, and a contact card.
+    button = message(
+        "wamid.BTN", 1, "interactive",
+        context={"from": "919820000001", "id": "wamid.ASKED-BUTTONS"},
+        interactive={"type": "button_reply", "button_reply": {"id": "pay", "title": "Pay now"}},
+    )  # fmt: skip
+    row = message(
+        "wamid.ROW", 2, "interactive",
+        context={"from": "919820000001", "id": "wamid.ASKED-LIST"},
+        interactive={"type": "list_reply", "list_reply": {
+            "id": "p2", "title": "Jeevan Anand", "description": "due 12 March"}},
+    )  # fmt: skip
+    place = message(
+        "wamid.LOC", 3, "location",
+        location={"latitude": 19.0760, "longitude": 72.8777, "name": "LIC Building",
+                  "address": "Nariman Point, Mumbai"},
+    )  # fmt: skip
+    card = message(
+        "wamid.VCF", 4, "contacts",
+        contacts=[{"name": {"first_name": "Sunita", "formatted_name": "Sunita Rao"},
+                   "phones": [{"phone": "+91 98111 22233", "wa_id": "919811122233",
+                               "type": "CELL"}]}],
+    )  # fmt: skip
+    body = webhook_body([card, place, row, button])
+    assert (await post_webhook(api, wa.webhook, raw(body)))[0] == 200
+    got = {}
+    for _ in range(4):
+        frame = await agent_socket.expect("message", within=10)
+        got[frame["external_id"]] = frame
+    assert list(got) == ["wamid.BTN", "wamid.ROW", "wamid.LOC", "wamid.VCF"]
+    assert [f["seq"] for f in got.values()] == [1, 2, 3, 4]
+    assert all(f["sender_type"] == "customer" and f["channel"] == "whatsapp" for f in got.values())
+    assert got["wamid.BTN"]["body"] == "Pay now"
+    assert got["wamid.BTN"]["meta"]["reply_to"] == "wamid.ASKED-BUTTONS"
+    assert got["wamid.BTN"]["meta"]["reply"] == {"type": "button_reply", "id": "pay",
+                                                  "title": "Pay now"}  # fmt: skip
+    assert got["wamid.ROW"]["body"] == "Jeevan Anand — due 12 March"
+    assert got["wamid.ROW"]["meta"]["reply_to"] == "wamid.ASKED-LIST"
+    assert got["wamid.ROW"]["meta"]["reply"]["id"] == "p2"
+    assert got["wamid.LOC"]["body"] == "📍 LIC Building, Nariman Point, Mumbai"
+    assert got["wamid.LOC"]["meta"]["location"]["latitude"] == 19.0760
+    assert got["wamid.VCF"]["body"] == "👤 Sunita Rao +91 98111 22233"
+    assert got["wamid.VCF"]["meta"]["contacts"] == [
+        {"name": "Sunita Rao", "phones": ["+91 98111 22233"]}
+    ]
+    await agent_socket.close()
+
+
 async def test_one_senders_messages_keep_metas_order_within_a_batch(api: Api) -> None:
     wa = await whatsapp_tenant(api)
     _, conversation_id = await customer_conversation(api, wa)

@@ -174,6 +174,36 @@ async def test_a_status_that_overtakes_metas_answer_to_the_post_is_applied_once_
     await agent.close()
 
 
+async def test_a_failed_status_reaches_the_socket_with_metas_code_and_title(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    wa, conversation_id, agent = await agent_with_question(api)
+    ack = await agent.say(conversation_id, "undeliverable", "Your renewal is due.")
+    send = await wait_for_send(api, ack["message_id"], {"sent"})
+    assert send.wamid is not None
+    # Meta took the message, then could not deliver it (the number is not on WhatsApp).
+    error = {
+        "code": 131026,
+        "title": "Message undeliverable",
+        "message": "Message undeliverable",
+        "error_data": {"details": "Message Undeliverable."},
+        "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/",
+    }
+    body = raw(webhook_body(statuses=[status(send.wamid, "failed", [error])]))  # fmt: skip
+    assert (await post_webhook(api, wa.webhook, body))[0] == 200
+    failed = await agent.expect("status", lambda f: f["status"] == "failed", within=WAIT)
+    assert (failed["conversation_id"], failed["seq"]) == (conversation_id, ack["seq"])
+    assert failed["error"] == {"code": 131026, "title": "Message undeliverable"}
+    # A late `delivered` cannot bring a failed message back.
+    late = raw(webhook_body(statuses=[status(send.wamid, "delivered")]))
+    assert (await post_webhook(api, wa.webhook, late))[0] == 200
+    after = raw(webhook_body([text("wamid.IN9", CUSTOMER_WA_ID, "hello?", T0 + 300)]))
+    assert (await post_webhook(api, wa.webhook, after))[0] == 200
+    await agent.expect("message", lambda m: m["body"] == "hello?", within=WAIT)
+    assert [f["status"] for f in agent.frames if f["type"] == "status"] == ["accepted", "failed"]
+    await agent.close()
+
+
 async def test_outside_the_window_free_text_is_refused_up_front_and_templates_still_go(
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:
