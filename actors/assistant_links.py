@@ -18,13 +18,12 @@ from actors.payment_saga import Place
 from actors.payment_sagas import PaymentSagas
 from mitra.errors import Conflict, MitraError, Unavailable
 from mitra.integrations import IntegrationService
-from mitra.payments import RAZORPAY, STRIPE, PaymentStore
-from mitra.payments.gateway import GatewayRefused
+from mitra.payments import PaymentStore
+from mitra.payments.gateway import GATEWAY_PREFERENCE, GatewayRefused
 from mitra.payments.saga import CREATED
 
 log = logging.getLogger("mitra.actors.assistant")
 
-GATEWAY_PREFERENCE = (RAZORPAY.name, STRIPE.name)
 """Razorpay first when a tenant has both: it is the one Indian customers pay through (UPI)."""
 
 

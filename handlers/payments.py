@@ -34,7 +34,7 @@ from handlers.security import authenticate
 from handlers.validation import parse_body, parse_query
 from mitra.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from mitra.payments import GatewayError, PaymentQuery, PaymentState, to_minor
-from mitra.payments.gateway import GatewayRefused
+from mitra.payments.gateway import GatewayRefused, configured_gateway
 from mitra.payments.reconcile import reconcile_window
 
 routes = web.RouteTableDef()
@@ -74,10 +74,11 @@ async def create_order(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await parse_body(request, OrderRequest)
     settings = request.app[SETTINGS].payments
+    gateway = await configured_gateway(request.app[INTEGRATIONS], principal.tenant_id, body.gateway)
     state, _ = await request.app[PAYMENTS].create(
         principal,
         body.policy_id,
-        body.gateway,
+        gateway,
         "order",
         idempotency_key=_idempotency_key(request),
         expires_in=timedelta(minutes=settings.order_expiry_minutes),
@@ -114,10 +115,11 @@ async def create_link(request: web.Request) -> web.Response:
     principal = await authenticate(request)
     body = await parse_body(request, LinkRequest)
     settings = request.app[SETTINGS].payments
+    gateway = await configured_gateway(request.app[INTEGRATIONS], principal.tenant_id, body.gateway)
     state, _ = await request.app[PAYMENTS].create(
         principal,
         body.policy_id,
-        body.gateway,
+        gateway,
         "link",
         idempotency_key=_idempotency_key(request),
         expires_in=timedelta(minutes=settings.link_expiry_minutes),

@@ -18,14 +18,17 @@ Status = Literal[
 ]  # fmt: skip
 
 
+GATEWAY_CHOICE = "left out: the agency's Razorpay if it has set it up, else its Stripe"
+
+
 class OrderRequest(RequestModel):
     policy_id: uuid.UUID
-    gateway: Gateway
+    gateway: Gateway | None = Field(None, description=GATEWAY_CHOICE)
 
 
 class LinkRequest(RequestModel):
     policy_id: uuid.UUID
-    gateway: Gateway
+    gateway: Gateway | None = Field(None, description=GATEWAY_CHOICE)
     send_to_conversation: bool = Field(
         False, description="also put the link in the customer's conversation as a message"
     )

@@ -12,8 +12,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal, Protocol
 
-from mitra.errors import MitraError
-from mitra.integrations import Credentials, ProviderSpec
+from mitra.errors import InvalidInput, MitraError
+from mitra.integrations import Credentials, IntegrationService, ProviderSpec
 
 RAZORPAY = ProviderSpec(
     "razorpay", config_fields=("key_id",), secret_fields=("key_secret", "webhook_secret")
@@ -23,11 +23,31 @@ STRIPE = ProviderSpec(
 )
 SPECS = {spec.name: spec for spec in (RAZORPAY, STRIPE)}
 GATEWAYS = tuple(SPECS)
+# Where nobody names a gateway (an agent's link, the assistant's), the first one the agency set up.
+GATEWAY_PREFERENCE = (RAZORPAY.name, STRIPE.name)
 
 # Premiums are whole paise; every currency Mitra collects in has two minor digits.
 MINOR_UNITS = Decimal(100)
 
 Observation = Literal["pending", "authorised", "captured", "failed", "expired"]
+
+
+async def configured_gateway(
+    integrations: IntegrationService, tenant_id: uuid.UUID, asked: str | None
+) -> str:
+    """The gateway a new payment goes through: the one asked for, or the agency's preferred.
+
+    Checked before the payment is written: a payment for a gateway the agency has not set up
+    could never be placed, and would sit `created` for ever.
+    """
+    for name in (asked,) if asked is not None else GATEWAY_PREFERENCE:
+        if await integrations.credentials(tenant_id, name) is not None:
+            return name
+    if asked is not None:
+        raise InvalidInput.for_field("gateway", f"the agency has not set up {asked}")
+    raise InvalidInput.for_field(
+        "gateway", "the agency has set up no payment gateway; an admin sets up Razorpay or Stripe"
+    )
 
 
 def to_minor(amount: Decimal) -> int:

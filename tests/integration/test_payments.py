@@ -23,13 +23,14 @@ from actors.payment_saga import Resume
 from handlers.keys import DATABASE, PAYMENT_SAGAS, PAYMENTS
 from mitra.cli import build_parser
 from mitra.db import Scope, utcnow
-from mitra.models import Payment
+from mitra.models import Payment, Role
 from mitra.payments import cli as payments_cli
 from mitra.settings import Settings
 from tests.conftest import SettingsFactory
 from tests.streams.conftest import eventually
 from tests.support import razorpay_fake, stripe_fake
 from tests.support.api import Api
+from tests.support.book import add_customer, add_policy
 from tests.support.chat import principal_of
 from tests.support.payments import (
     Agency,
@@ -572,6 +573,50 @@ async def test_gateway_secrets_are_shown_masked_and_only_to_admins(api: Api) -> 
     assert stripe_fake.SECRET_KEY not in await response.text()
     status, _ = await api.call("GET", "/api/v1/integrations/stripe", token=shop.agent.access_token)
     assert status == 403
+
+
+async def test_the_gateway_left_out_is_the_one_the_agency_set_up_and_none_writes_nothing(
+    api: Api, gateways: Gateways
+) -> None:
+    admin = await api.tenant()
+    agent = await api.user(admin, Role.SENIOR_AGENT)
+    customer = await add_customer(api, agent)
+    policy = await add_policy(api, agent, customer, premium_amount="1200.00")
+    link = {"policy_id": policy["id"], "send_to_conversation": False}
+    # No gateway yet: refused naming the field, and no payment left behind half-made.
+    for asked in ({}, {"gateway": "razorpay"}):
+        status, body = await api.call(
+            "POST", "/api/v1/payments/links", token=agent.access_token, json={**link, **asked}
+        )
+        assert status == 422, asked
+        assert body["errors"][0]["field"] == "gateway"
+    _, listed = await api.call("GET", "/api/v1/payments", token=admin.access_token, expect=200)
+    assert listed["data"]["items"] == []
+    # An agency with Stripe only: a link asked for without a gateway is a Stripe Checkout link.
+    await api.call(
+        "PUT",
+        "/api/v1/integrations/stripe",
+        token=admin.access_token,
+        json={
+            "publishable_key": stripe_fake.PUBLISHABLE_KEY,
+            "secret_key": stripe_fake.SECRET_KEY,
+            "webhook_secret": stripe_fake.WEBHOOK_SECRET,
+        },
+        expect=200,
+    )
+    _, made = await api.call(
+        "POST", "/api/v1/payments/links", token=agent.access_token, json=link, expect=201
+    )
+    assert made["data"]["gateway"] == "stripe"
+    assert made["data"]["url"]
+    status, body = await api.call(
+        "POST",
+        "/api/v1/payments/links",
+        token=agent.access_token,
+        json={**link, "gateway": "razorpay"},
+    )
+    assert status == 422
+    assert body["errors"][0]["field"] == "gateway"
 
 
 async def test_a_key_secret_that_cannot_travel_in_a_header_is_refused_and_the_old_one_kept(

@@ -14,9 +14,6 @@ import { useSignals } from "../state.js";
 // Links are sent by the policy's agent only (the server says so too: 403 for anyone else).
 const AGENTS = new Set(["senior_agent", "junior_agent"]);
 const PAYABLE = new Set(["active", "grace"]);
-// The console cannot read the agency's integrations (admins only): the gateways in the order the
-// assistant prefers them, the next one tried when the server has none set up for the first.
-const GATEWAYS = ["razorpay", "stripe"];
 // States the saga leaves by itself, soon: asked again after a while, as a receipt's message can
 // reach the chat a moment before the state that follows it is recorded.
 const MOVING = new Set(["created", "authorised", "captured", "policy_credited"]);
@@ -26,17 +23,14 @@ function latest(policyId) {
   return api("GET", `/payments?policy_id=${policyId}&limit=1`).then((page) => page.items[0] ?? null);
 }
 
-async function sendLink(policyId) {
-  let refusal = null;
-  for (const gateway of GATEWAYS) {
-    try {
-      return await api("POST", "/payments/links", { policy_id: policyId, gateway, send_to_conversation: true });
-    } catch (error) {
-      if (!(error instanceof ApiError) || error.status !== 404 || !/integration/.test(error.message)) throw error;
-      refusal = error;
-    }
-  }
-  throw refusal;
+// The gateway is left to the server: the agency's Razorpay if it has one, else its Stripe.
+function sendLink(policyId) {
+  return api("POST", "/payments/links", { policy_id: policyId, send_to_conversation: true });
+}
+
+// Refused because the agency has no gateway set up: 422 naming `gateway`.
+function noGateway(error) {
+  return error instanceof ApiError && error.status === 422 && error.errors.some((e) => e.field === "gateway");
 }
 
 function PolicyPayment({ policy, conversationId }) {
@@ -69,8 +63,7 @@ function PolicyPayment({ policy, conversationId }) {
       setPayment(await latest(policy.id));
       setNotice({ text: t("paymentLinkSent") });
     } catch (error) {
-      const noGateway = error instanceof ApiError && error.status === 404 && /integration/.test(error.message);
-      setNotice({ error: noGateway ? t("noGateway") : error.message || t("error") });
+      setNotice({ error: noGateway(error) ? t("noGateway") : error.message || t("error") });
     } finally {
       setBusy(false);
     }
