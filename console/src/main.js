@@ -56,7 +56,7 @@ function Shell() {
     <header class="top">
       <strong class="brand">${t("appName")}</strong>
       <nav aria-label="main">
-        ${pages.map((p) => html`<a href="#/${p.path}" aria-current=${p === current ? "page" : undefined}>${t(p.label)}</a>`)}
+        ${pages.map((p) => html`<a href="#/${p.path}" aria-current=${p === current ? "page" : undefined}>${t(p.label)}${p.badge && html`<${p.badge} />`}</a>`)}
       </nav>
       <${ConnectionState} />
       <${LanguageSwitch} />

@@ -2,7 +2,7 @@
 // imports, the assistant) adds one module under plugins/ that registers its pieces here, instead
 // of edits all over the views.
 export const registry = {
-  pages: [], // {path, label, render, roles?} — the navigation bar, in order
+  pages: [], // {path, label, render, roles?, badge?} — the navigation bar, in order (badge: a component beside the label)
   panels: [], // {id, render(conversation, customer)} — beside the chat
   badges: [], // (conversation, store) => vnode | null — on inbox rows and the chat header
   messageMeta: [], // (message, store) => vnode | null — under a message

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from playwright.sync_api import expect
 
 from tests.browser.conftest import Server
@@ -325,6 +326,43 @@ def test_an_import_is_followed_live_to_its_counts_and_its_failed_rows_download(
     # The imported customers are in the agent's book.
     token = server.token(*server.logins["senior_agent"])
     assert server.api("GET", "/customers?q=Browser", token=token)["pagination"]["total"] == 2
+    assert page.errors == [], page.errors
+    page.context.close()
+
+
+def test_an_import_that_finished_while_the_agent_was_away_waits_as_a_notice(
+    browser: Any, server: Server
+) -> None:
+    email, password = server.logins["senior_agent"]
+    token = server.token(email, password)
+    # Uploaded and finished with no console open (from another device, say).
+    uploaded = requests.post(
+        f"{server.base}/api/v1/imports",
+        data={"import_type": "customers"},
+        files={
+            "file": ("away.csv", b"Customer Name,Mobile\nAway Customer,9876500077\n", "text/csv")
+        },
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert uploaded.status_code == 202, uploaded.text
+    import_id = uploaded.json()["data"]["import_id"]
+    for _ in range(100):
+        if server.api("GET", f"/imports/{import_id}", token=token)["status"] == "completed":
+            break
+        time.sleep(0.1)
+    unseen = server.api("GET", "/imports?unseen=true", token=token)
+    assert import_id in [item["id"] for item in unseen["items"]]
+    page = _page(browser, server)
+    _sign_in(page, email, password)
+    # The navigation says how many finished imports wait, before the page is opened.
+    badge = page.locator("nav a[href='#/imports'] [data-unseen]")
+    expect(badge).to_have_text(str(unseen["pagination"]["total"]))
+    page.get_by_role("link", name="Import").click()
+    page.locator(".import[data-status=completed]", has_text="away.csv").wait_for()
+    # Opening the page is seeing them: the badge goes, and the server keeps no notice.
+    expect(badge).to_have_count(0)
+    assert server.api("GET", "/imports?unseen=true", token=token)["pagination"]["total"] == 0
     assert page.errors == [], page.errors
     page.context.close()
 

@@ -41,13 +41,38 @@ function fetchOne(id) {
   return api("GET", `/imports/${id}`).then(put, () => {});
 }
 
+// Imports that finished while nobody was looking (the agent offline, or on another page): the
+// server keeps them as notices until they are marked seen; the navigation shows how many.
+const unseen = signal(0);
+let pageOpen = false;
+
+function countUnseen() {
+  return api("GET", "/imports?unseen=true&limit=1").then((page) => unseen.set(page.pagination.total), () => {});
+}
+
+async function markSeen() {
+  const page = await api("GET", "/imports?unseen=true&limit=100");
+  put(...page.items);
+  await Promise.all(page.items.map((item) => api("POST", `/imports/${item.id}/seen`).catch(() => {})));
+  await countUnseen();
+}
+
+session.subscribe((current) => (current ? countUnseen() : unseen.set(0)));
+
 onFrame("import_progress", (frame) => {
   const { type, import_id: id, finished, ...progress } = frame;
   const known = imports.get().has(id);
   put({ id, ...progress });
   // The frame has the counts; the record has the rest (its name, error, unknown columns).
   if (finished || !known) fetchOne(id);
+  if (finished) (pageOpen ? markSeen() : countUnseen()).catch(() => {});
 });
+
+function UnseenBadge() {
+  useSignals(unseen);
+  const count = unseen.get();
+  return count > 0 ? html` <span class="badge" data-unseen=${count} aria-label=${t("importsUnseen", { n: count })}>${count}</span>` : null;
+}
 
 function describe(error) {
   const fields = (error.errors ?? []).filter((e) => e.field).map((e) => `${e.field}: ${e.message}`);
@@ -136,13 +161,18 @@ function ImportsPage() {
   useSignals(imports);
   const [error, setError] = useState(null);
   useEffect(() => {
+    pageOpen = true;
     api("GET", "/imports?limit=20").then((page) => put(...page.items), (err) => setError(describe(err)));
+    markSeen().catch(() => {});
     // Frames carry the progress; without a socket, the running imports are asked for instead.
     const timer = setInterval(() => {
       if (connection.get() === "connected") return;
       for (const item of imports.get().values()) if (RUNNING.has(item.status)) fetchOne(item.id);
     }, POLL_MS);
-    return () => clearInterval(timer);
+    return () => {
+      pageOpen = false;
+      clearInterval(timer);
+    };
   }, []);
   const items = [...imports.get().values()].sort((a, b) => (b.created_at ?? "~").localeCompare(a.created_at ?? "~"));
   return html`<div class="imports">
@@ -155,4 +185,4 @@ function ImportsPage() {
   </div>`;
 }
 
-registerPage({ path: "imports", label: "imports", roles: STAFF, render: () => html`<${ImportsPage} />` });
+registerPage({ path: "imports", label: "imports", roles: STAFF, badge: UnseenBadge, render: () => html`<${ImportsPage} />` });
