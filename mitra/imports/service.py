@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, select, true
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra import access
 from mitra.access import Action, Owned
@@ -189,13 +190,7 @@ class ImportService:
     async def mark_seen(self, principal: Principal, import_id: uuid.UUID) -> ImportJob:
         """The caller saw how the import ended: it leaves `?unseen=true`."""
         async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
-            job = await session.scalar(
-                select(ImportJob)
-                .where(ImportJob.id == import_id, _visible(principal))
-                .with_for_update()
-            )
-            if job is None:
-                raise NotFound("import not found")
+            job = await _locked(session, principal, import_id)
             if job.status in _RUNNING:
                 raise Conflict(f"the import is {job.status}: it is seen once it ends")
             if job.seen_at is None:
@@ -204,13 +199,7 @@ class ImportService:
 
     async def cancel(self, principal: Principal, import_id: uuid.UUID) -> ImportJob:
         async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
-            job = await session.scalar(
-                select(ImportJob)
-                .where(ImportJob.id == import_id, _visible(principal))
-                .with_for_update()
-            )
-            if job is None:
-                raise NotFound("import not found")
+            job = await _locked(session, principal, import_id)
             if job.status not in _RUNNING:
                 raise Conflict(f"the import is {job.status}: only a running import is cancelled")
             job.status = ImportStatus.CANCELLED.value
@@ -224,13 +213,7 @@ class ImportService:
     ) -> ImportJob:
         """Queue the failed rows again (after a fix elsewhere, such as a missing agent)."""
         async with self._db.transaction(Scope.tenant(principal.tenant_id)) as session:
-            job = await session.scalar(
-                select(ImportJob)
-                .where(ImportJob.id == import_id, _visible(principal))
-                .with_for_update()
-            )
-            if job is None:
-                raise NotFound("import not found")
+            job = await _locked(session, principal, import_id)
             access.require(principal, Action.CREATE, Owned(job.agent_id))
             if job.status != ImportStatus.COMPLETED_WITH_ERRORS.value or not job.header:
                 raise Conflict("only an import that completed with failed rows can be retried")
@@ -269,6 +252,16 @@ def _same_file(agent_id: uuid.UUID, new: NewImport) -> Select[ImportJob]:
         ImportJob.content_hash == new.content_hash,
         ImportJob.import_type == new.import_type.value,
     )
+
+
+async def _locked(session: AsyncSession, principal: Principal, import_id: uuid.UUID) -> ImportJob:
+    """The import the caller may see, locked for this transaction's change; else 404."""
+    job = await session.scalar(
+        select(ImportJob).where(ImportJob.id == import_id, _visible(principal)).with_for_update()
+    )
+    if job is None:
+        raise NotFound("import not found")
+    return job
 
 
 def _visible(principal: Principal) -> ColumnElement[bool]:

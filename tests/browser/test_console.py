@@ -42,6 +42,22 @@ def _sign_in(page: Any, email: str, password: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
+def _signed_in_connected(page: Any, email: str, password: str) -> list[str]:
+    """Sign in and wait for the socket; returns the access tokens the console was given."""
+    tokens: list[str] = []
+    page.on(
+        "response",
+        lambda response: (
+            tokens.append(response.json()["data"]["access_token"])
+            if response.url.endswith("/auth/login") and response.ok
+            else None
+        ),
+    )
+    _sign_in(page, email, password)
+    page.locator(".conn[data-state=connected]").wait_for()
+    return tokens
+
+
 def _open(page: Any, name: str) -> None:
     page.locator(".row", has_text=name).click()
     page.locator(".conversation h2", has_text=name).wait_for()
@@ -242,17 +258,7 @@ def test_a_session_ended_elsewhere_returns_the_console_to_sign_in(
     browser: Any, server: Server
 ) -> None:
     page = _page(browser, server)
-    tokens: list[str] = []
-    page.on(
-        "response",
-        lambda response: (
-            tokens.append(response.json()["data"]["access_token"])
-            if response.url.endswith("/auth/login") and response.ok
-            else None
-        ),
-    )
-    _sign_in(page, *server.logins["super_admin"])
-    page.locator(".conn[data-state=connected]").wait_for()
+    tokens = _signed_in_connected(page, *server.logins["super_admin"])
     # Signed out from elsewhere: the server closes the socket with 4401 and the refresh token
     # is dead too, so the console asks to sign in again.
     server.api("POST", "/auth/logout", {}, token=tokens[0])
@@ -459,17 +465,7 @@ def test_sign_out_with_an_expired_access_token_still_revokes_the_session(
     browser: Any, server: Server
 ) -> None:
     page = _page(browser, server)
-    tokens: list[str] = []
-    page.on(
-        "response",
-        lambda response: (
-            tokens.append(response.json()["data"]["access_token"])
-            if response.url.endswith("/auth/login") and response.ok
-            else None
-        ),
-    )
-    _sign_in(page, *server.logins["senior_agent"])
-    page.locator(".conn[data-state=connected]").wait_for()
+    tokens = _signed_in_connected(page, *server.logins["senior_agent"])
     logouts: list[int] = []
 
     def expired_first(route: Any) -> None:

@@ -12,6 +12,7 @@ import logging
 import re
 import ssl
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from email import message_from_bytes
 from pathlib import Path
 from typing import Any
@@ -101,8 +102,10 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
+@contextmanager
+def serve_smtp(tmp_path: Path, tls: str, **options: Any) -> Iterator[tuple[Mailbox, int, Path]]:
+    """aiosmtpd on loopback with a self-signed certificate, given to it as `tls` (its
+    `tls_context` for STARTTLS, `ssl_context` for implicit TLS): (mailbox, port, cert)."""
     cert, key = self_signed(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
@@ -112,41 +115,30 @@ def smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
         mailbox,
         hostname="127.0.0.1",
         port=port,
-        tls_context=context,
-        require_starttls=True,
         authenticator=authenticate,
-        auth_require_tls=True,
+        **({tls: context} | options),
     )
     controller.start()
     try:
         yield mailbox, port, cert
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
+    with serve_smtp(
+        tmp_path, "tls_context", require_starttls=True, auth_require_tls=True
+    ) as served:
+        yield served
 
 
 @pytest.fixture
 def smtps(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
     """An SMTP server on implicit TLS (port 465 style): TLS from the first byte, no STARTTLS."""
-    cert, key = self_signed(tmp_path)
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(cert, key)
-    mailbox = Mailbox()
-    port = free_port()
-    controller = Controller(
-        mailbox,
-        hostname="127.0.0.1",
-        port=port,
-        ssl_context=context,
-        authenticator=authenticate,
-        auth_required=True,
-        # aiosmtpd counts only STARTTLS as TLS for AUTH; here the whole connection is TLS.
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
-        yield mailbox, port, cert
-    finally:
-        controller.stop()
+    # aiosmtpd counts only STARTTLS as TLS for AUTH; here the whole connection is TLS.
+    with serve_smtp(tmp_path, "ssl_context", auth_required=True, auth_require_tls=False) as served:
+        yield served
 
 
 class Gateway:

@@ -42,6 +42,7 @@ from tests.support.payments import (
     quarter_after,
     razorpay_captured,
     serve_gateways,
+    setup_stripe,
 )
 from tests.support.ws import ChatClient
 
@@ -593,17 +594,7 @@ async def test_the_gateway_left_out_is_the_one_the_agency_set_up_and_none_writes
     _, listed = await api.call("GET", "/api/v1/payments", token=admin.access_token, expect=200)
     assert listed["data"]["items"] == []
     # An agency with Stripe only: a link asked for without a gateway is a Stripe Checkout link.
-    await api.call(
-        "PUT",
-        "/api/v1/integrations/stripe",
-        token=admin.access_token,
-        json={
-            "publishable_key": stripe_fake.PUBLISHABLE_KEY,
-            "secret_key": stripe_fake.SECRET_KEY,
-            "webhook_secret": stripe_fake.WEBHOOK_SECRET,
-        },
-        expect=200,
-    )
+    await setup_stripe(api, admin)
     _, made = await api.call(
         "POST", "/api/v1/payments/links", token=agent.access_token, json=link, expect=201
     )

@@ -88,6 +88,10 @@ async def setup_gateways(api: Api, admin: Account) -> None:
         },
         expect=200,
     )
+    await setup_stripe(api, admin)
+
+
+async def setup_stripe(api: Api, admin: Account) -> None:
     await api.call(
         "PUT",
         "/api/v1/integrations/stripe",
