@@ -237,6 +237,10 @@ class SocketHub:
         self._fetch_since = fetch_since
         self._page_size = recovery_page_size
         self.rooms: dict[uuid.UUID, set[ClientSocket]] = defaultdict(set)
+        # Per room: the highest seq this instance's writer gave its sockets on commit. The same
+        # message coming back through `chat.events` is then dropped before anything is decoded
+        # or asked of each socket (one lookup instead of one per member).
+        self._given_on_commit: dict[uuid.UUID, int] = {}
         self.sockets: set[ClientSocket] = set()
         self.sessions: dict[uuid.UUID, set[ClientSocket]] = {}
         self.users: dict[uuid.UUID, set[ClientSocket]] = {}
@@ -270,7 +274,7 @@ class SocketHub:
             if room is not None:
                 room.discard(socket)
                 if not room:
-                    del self.rooms[conversation_id]
+                    self._close_room(conversation_id)
         return left
 
     def join(self, socket: ClientSocket, conversation_id: uuid.UUID) -> None:
@@ -284,7 +288,11 @@ class SocketHub:
         if room is not None:
             room.discard(socket)
             if not room:
-                del self.rooms[conversation_id]
+                self._close_room(conversation_id)
+
+    def _close_room(self, conversation_id: uuid.UUID) -> None:
+        del self.rooms[conversation_id]
+        self._given_on_commit.pop(conversation_id, None)
 
     def online_users(self, conversation_id: uuid.UUID) -> set[uuid.UUID]:
         return {socket.user_id for socket in self.rooms.get(conversation_id, ())}
@@ -318,10 +326,13 @@ class SocketHub:
     def deliver_committed(self, messages: Iterable[StoredMessage]) -> None:
         """The writer's on-commit listener: this instance's sockets get the messages at once."""
         rooms = self.rooms
+        given = self._given_on_commit
         for stored in messages:
             room = rooms.get(stored.conversation_id)
             if room:
                 self._offer(room, stored.conversation_id, stored.seq, message_frame(stored))
+                # Seqs commit in order per conversation: the last one given covers the rest.
+                given[stored.conversation_id] = stored.seq
 
     def deliver(self, event: Event) -> None:
         """A `chat.events` listener: messages committed anywhere, and relayed events."""
@@ -335,7 +346,10 @@ class SocketHub:
             return
         if event.type == MESSAGE_EVENT:
             seq = int(payload["seq"])
-            # This instance's own messages were given on commit: skip the encoding too.
+            # Given on commit here to every socket then in the room (buffered by those still
+            # recovering); a socket that joined since read it from the database.
+            if seq <= self._given_on_commit.get(conversation_id, 0):
+                return
             if any(socket.needs(conversation_id, seq) for socket in room):
                 accepted_at = datetime.fromisoformat(payload["sent_at"]).timestamp()
                 frame = encode({"type": "message", **payload}, accepted_at)

@@ -24,11 +24,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Numeric, Table, func, select, type_coerce
+from sqlalchemy import Executable, Numeric, Table, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mitra.auth.principal import Principal
-from mitra.db import Database, Scope, UnitOfWork, conflict_insert, utcnow
+from mitra.db import ConflictInsert, Database, Scope, UnitOfWork, prebuilt_upsert, utcnow
 from mitra.errors import Forbidden, InvalidInput
 from mitra.models import NO_AGENT, AnalyticsDaily, Role
 from mitra.settings import AnalyticsSettings
@@ -283,8 +283,11 @@ async def fold(session: AsyncSession, deltas: Deltas) -> None:
             deltas.cells.items()
         )
     ]
-    insert = conflict_insert(session, _DAILY)
-    statement = insert.on_conflict_do_update(
+    await session.execute(prebuilt_upsert(session, _DAILY, _add_to_cells), rows)
+
+
+def _add_to_cells(insert: ConflictInsert) -> Executable:
+    return insert.on_conflict_do_update(
         index_elements=list(_CELL),
         set_={
             "count": _DAILY.c.count + insert.excluded.count,
@@ -292,7 +295,6 @@ async def fold(session: AsyncSession, deltas: Deltas) -> None:
             "updated_at": insert.excluded.updated_at,
         },
     )
-    await session.execute(statement, rows)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from datetime import timedelta
 from typing import Any
 
 from aioprometheus.collectors import Counter, Gauge, Registry
-from sqlalchemy import Row, Table, delete, func, select, text, update
+from sqlalchemy import Row, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import Session
 
@@ -51,6 +51,13 @@ ADVISORY_LOCK_KEY = 0x6D69_7472_6100_0001
 """The PostgreSQL advisory lock the leading relay holds ("mitra" + 1; any fixed int64 works)."""
 
 _OUTBOX: Table = OutboxEvent.__table__  # type: ignore[assignment]
+# Built once: a statement made per batch, with its ids as literal binds, left garbage that only
+# the cycle collector frees, and was walked again for its cache key every time.
+_MARK_PUBLISHED = (
+    update(_OUTBOX)
+    .where(_OUTBOX.c.id.in_(bindparam("ids", expanding=True)))
+    .values(published_at=bindparam("marked_at"))
+)
 # Core, not ORM: the relay needs eight values per row, not an identity-mapped object.
 _COLUMNS = (
     _OUTBOX.c.id,
@@ -328,9 +335,8 @@ class OutboxRelay:
     async def _mark(self, ids: list[int]) -> None:
         if not ids:
             return
-        statement = update(_OUTBOX).where(_OUTBOX.c.id.in_(ids)).values(published_at=utcnow())
         async with self.database.transaction(Scope.system()) as session:
-            await session.execute(statement)
+            await session.execute(_MARK_PUBLISHED, {"ids": ids, "marked_at": utcnow()})
 
     async def _prune_now_and_then(self) -> None:
         now = time.monotonic()

@@ -21,10 +21,10 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from sqlalchemy import Table, select
+from sqlalchemy import Executable, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mitra.db import Database, Scope, conflict_insert, utcnow
+from mitra.db import ConflictInsert, Database, Scope, prebuilt_upsert, utcnow
 from mitra.models import ProcessedEvent
 from streams.envelope import Event
 
@@ -45,12 +45,8 @@ def _row(group: str, event_id: uuid.UUID) -> dict[str, object]:
 
 async def claim(session: AsyncSession, group: str, event_id: uuid.UUID) -> bool:
     """Record that `group` processed `event_id` in `session`'s transaction; False if it had."""
-    statement = (
-        conflict_insert(session, _PROCESSED)
-        .values(_row(group, event_id))
-        .on_conflict_do_nothing(index_elements=["group", "event_id"])
-    )
-    result = await session.execute(statement)
+    statement = prebuilt_upsert(session, _PROCESSED, _insert_unless_claimed)
+    result = await session.execute(statement, _row(group, event_id))
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
@@ -64,16 +60,20 @@ async def claim_many(
     rows = [_row(group, event_id) for event_id in sorted(set(event_ids))]
     if not rows:
         return set()
-    statement = (
-        conflict_insert(session, _PROCESSED)
-        .on_conflict_do_nothing(index_elements=["group", "event_id"])
-        .returning(_PROCESSED.c.event_id)
-    )
+    statement = prebuilt_upsert(session, _PROCESSED, _claimed_ids)
     # An executemany with RETURNING: SQLAlchemy sends it as one multi-row INSERT (per 1,000
     # rows), and returns only the rows it inserted.
     result = await session.execute(statement, rows)
     # asyncpg returns its own UUID class; made plain so the ids match the caller's.
     return {uuid.UUID(str(event_id)) for event_id in result.scalars()}
+
+
+def _insert_unless_claimed(insert: ConflictInsert) -> ConflictInsert:
+    return insert.on_conflict_do_nothing(index_elements=["group", "event_id"])
+
+
+def _claimed_ids(insert: ConflictInsert) -> Executable:
+    return _insert_unless_claimed(insert).returning(_PROCESSED.c.event_id)
 
 
 @asynccontextmanager

@@ -25,7 +25,7 @@ from mitra.assistant.intents import EN, HI, HI_LATN
 from mitra.assistant.metrics import AssistantMetrics
 from mitra.assistant.pii import Masker
 from mitra.db import Database, Scope, utcnow
-from mitra.db._upsert import conflict_insert
+from mitra.db._upsert import ConflictInsert, prebuilt_upsert
 from mitra.integrations import IntegrationService, ProviderSpec
 from mitra.models import AssistantUsage
 from mitra.records import india_today
@@ -159,16 +159,22 @@ class TokenBudget:
         table = AssistantUsage.__table__
         now = utcnow()
         async with self._db.transaction(Scope.tenant(tenant_id)) as session:
-            statement = conflict_insert(session, table).values(  # type: ignore[arg-type]
-                id=uuid.uuid4(), tenant_id=tenant_id, day=india_today(), tokens=tokens,
-                created_at=now, updated_at=now,
-            )  # fmt: skip
             await session.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["tenant_id", "day"],
-                    set_={"tokens": table.c.tokens + statement.excluded.tokens, "updated_at": now},
-                )
-            )
+                prebuilt_upsert(session, table, _add_tokens),  # type: ignore[arg-type]
+                {"id": uuid.uuid4(), "tenant_id": tenant_id, "day": india_today(),
+                 "tokens": tokens, "created_at": now, "updated_at": now},
+            )  # fmt: skip
+
+
+def _add_tokens(insert: ConflictInsert) -> ConflictInsert:
+    table = insert.table
+    return insert.on_conflict_do_update(
+        index_elements=["tenant_id", "day"],
+        set_={
+            "tokens": table.c.tokens + insert.excluded.tokens,
+            "updated_at": insert.excluded.updated_at,
+        },
+    )
 
 
 class LlmFallback:

@@ -37,6 +37,16 @@ INVALID_CREDENTIALS = "invalid credentials"
 VERIFIED_TOKENS = 50_000
 # Session ids per `live_sessions` query: well under every driver's bound-parameter limit.
 LIVE_SESSIONS_CHUNK = 500
+# Built once (every few seconds it runs for every open socket's session).
+_LIVE_SESSIONS = (
+    select(AuthSession.id)
+    .join(User, User.id == AuthSession.user_id)
+    .where(
+        AuthSession.id.in_(bindparam("ids", expanding=True)),
+        AuthSession.revoked_at.is_(None),
+        User.is_active,
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -417,16 +427,7 @@ class AuthService:
             chunk = ids[start : start + LIVE_SESSIONS_CHUNK]
 
             def query(session: Session, chunk: list[uuid.UUID] = chunk) -> list[uuid.UUID]:
-                result = session.execute(
-                    select(AuthSession.id)
-                    .join(User, User.id == AuthSession.user_id)
-                    .where(
-                        AuthSession.id.in_(chunk),
-                        AuthSession.revoked_at.is_(None),
-                        User.is_active,
-                    )
-                )
-                return list(result.scalars())
+                return list(session.execute(_LIVE_SESSIONS, {"ids": chunk}).scalars())
 
             live.update(await self._db.read_sync(Scope.system(), query))
         return frozenset(live)

@@ -5,12 +5,13 @@ from mitra.db._bulk import BulkInsert
 from mitra.db._database import TENANT_SCOPE, Database, Scope, tenant_scoped
 from mitra.db._metrics import DbMetrics, current_purpose, db_purpose
 from mitra.db._uow import UnitOfWork
-from mitra.db._upsert import conflict_insert
+from mitra.db._upsert import ConflictInsert, conflict_insert, prebuilt_upsert
 
 __all__ = [
     "TENANT_SCOPE",
     "Base",
     "BulkInsert",
+    "ConflictInsert",
     "Database",
     "DbMetrics",
     "Scope",
@@ -20,6 +21,7 @@ __all__ = [
     "conflict_insert",
     "current_purpose",
     "db_purpose",
+    "prebuilt_upsert",
     "string_enum",
     "tenant_scoped",
     "utcnow",
