@@ -69,6 +69,8 @@ bench-chat: install
 # PostgreSQL, with wrk (about 3 minutes). Flags go in BENCH_REST_ARGS, e.g. "--database sqlite".
 bench-rest: install
 	$(BIN)/pip install --quiet -e '.[bench]'
+	@command -v wrk >/dev/null || { sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq wrk; }
 	$(BIN)/python -m bench.rest_bench $(BENCH_REST_ARGS)
 
 # Memory that must come back: a 5-minute typing flood beside the bare server, then waves of

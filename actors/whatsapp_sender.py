@@ -69,7 +69,18 @@ class WhatsAppSender:
         if self._subscription is not None:
             await self._subscription.stop()
 
+    def _share_of_the_topic(self) -> float:
+        """This instance's part of the senders: its partitions of `whatsapp.outbound`."""
+        if self._subscription is None:
+            return 1.0
+        mine = sum(
+            1 for topic, _ in self._subscription.assignment() if topic == WHATSAPP_OUTBOUND.name
+        )
+        return mine / WHATSAPP_OUTBOUND.partitions if mine else 1.0
+
     async def handle(self, event: Event) -> None:
+        # Partitions move between instances (a rebalance): the share is read afresh each time.
+        self._pacer.share(self._share_of_the_topic())
         tenant_id = uuid.UUID(event.tenant_id)
         message = event.payload
         try:

@@ -55,6 +55,9 @@ class Payment(TenantOwned, Base):
     conversation_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("conversations.id", ondelete="SET NULL")
     )
+    # The premium this payment is for (the policy's due date when it was made): a payment
+    # whose premium another payment has already credited is flagged, not credited again.
+    due_date: Mapped[date | None] = mapped_column(Date)
     next_due_date: Mapped[date | None] = mapped_column(Date)  # the policy's, once credited
     last_heard_at: Mapped[datetime]
 

@@ -3,8 +3,9 @@
 created → order_placed → authorised → captured → policy_credited → receipt_sent
 failed (an attempt failed; the customer may still pay until expiry)
 expired → compensated (order or link cancelled where the gateway allows; customer told)
-flagged (captured, but not for the order's amount or currency, or for a policy that takes no
-premiums any more: not credited, a person decides, staff may refund what was captured)
+flagged (captured, but not for the order's amount or currency, for a policy that takes no
+premiums any more, or for a premium another payment already credited: not credited, a person
+decides, staff may refund what was captured)
 """
 
 from __future__ import annotations

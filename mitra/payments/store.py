@@ -175,6 +175,7 @@ class PaymentStore:
                 status=saga.CREATED,
                 amount=policy.premium_amount,
                 currency=self._currency,
+                due_date=policy.next_due_date or policy.start_date,
                 idempotency_key=idempotency_key,
                 checkout={"send_to_conversation": send_to_conversation},
                 expires_at=now + expires_in,
@@ -267,6 +268,7 @@ class PaymentStore:
                 status=saga.CREATED,
                 amount=policy.premium_amount,
                 currency=self._currency,
+                due_date=policy.next_due_date,
                 idempotency_key=f"{prefix}:{len(earlier)}",
                 checkout={"send_to_conversation": False, "by_assistant": True},
                 expires_at=now + expires_in,
@@ -371,6 +373,16 @@ class PaymentStore:
                 return saga.FLAGGED if flagged is not None else None
             before_status, before_due = policy.status, policy.next_due_date
             due = policy.next_due_date or policy.start_date
+            if payment.due_date is not None and payment.due_date != due:
+                # Another payment (a link and an order both paid) credited this premium first.
+                flag = (
+                    f"the premium due {payment.due_date.isoformat()} was already paid by another "
+                    "payment: not credited; refund it"
+                )
+                flagged = await _move(uow, payment_id, saga.FLAGGED,
+                                      {"flag": flag, "due_date": payment.due_date.isoformat()},
+                                      {"flag": flag})  # fmt: skip
+                return saga.FLAGGED if flagged is not None else None
             policy.next_due_date = saga.next_due(due, policy.premium_frequency)
             if policy.status != PolicyStatus.ACTIVE:
                 check_transition(policy.status, PolicyStatus.ACTIVE)  # the lifecycle decides

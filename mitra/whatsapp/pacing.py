@@ -19,6 +19,11 @@ class SendPacer:
     each caller reserves its slot before it sleeps, with no await in between, so concurrent
     senders on one loop are served in arrival order and never together exceed the rate. A
     caller cancelled while it waits gives its slot up to no one, which errs on the slow side.
+
+    Several instances send for the same numbers (sends are spread over `whatsapp.outbound`'s
+    partitions by conversation), so each takes the share of the rate that its partitions are of
+    the topic's (`share`): together they stay within Meta's limit. A busy partition on one
+    instance may then wait while another instance has room, which again errs on the slow side.
     """
 
     def __init__(
@@ -33,12 +38,29 @@ class SendPacer:
             raise ValueError("rate_per_second: must be positive")
         if burst < 1:
             raise ValueError("burst: at least 1")
+        self._rate = rate_per_second
+        self._burst = burst
+        self._fraction = 1.0
         self._interval = 1.0 / rate_per_second
         # How far ahead of its due time a send may go: the burst, less the send itself.
         self._tolerance = (burst - 1) * self._interval
         self._clock = clock
         self._sleep = sleep
         self._due: dict[str, float] = {}
+
+    @property
+    def rate_per_second(self) -> float:
+        """The rate this instance holds each number to: its share of the configured rate."""
+        return self._rate * self._fraction
+
+    def share(self, fraction: float) -> None:
+        """Hold each number to `fraction` of the configured rate (0 < fraction <= 1)."""
+        fraction = min(1.0, max(fraction, 1e-3))
+        if fraction == self._fraction:
+            return
+        self._fraction = fraction
+        self._interval = 1.0 / (self._rate * fraction)
+        self._tolerance = (self._burst - 1) * self._interval
 
     async def wait(self, phone_number_id: str) -> float:
         """Wait until this number may send again; returns the seconds waited (for a metric)."""

@@ -729,6 +729,30 @@ async def test_a_premium_captured_for_a_surrendered_policy_is_flagged_once_and_r
     assert (refund["payment_id"], refund["amount"]) == (paid["id"], 245050)
 
 
+async def test_a_premium_paid_twice_is_credited_once_and_the_second_payment_flagged(
+    api: Api, gateways: Gateways
+) -> None:
+    shop = await agency(api)
+    # Two ways to pay the same premium, both taken: the customer's Checkout and a second order.
+    first = await order(api, shop.holder, shop.policy["id"], "razorpay", key="checkout")
+    second = await order(api, shop.holder, shop.policy["id"], "razorpay", key="again")
+    for placed, outcome in ((first, "receipt_sent"), (second, "flagged")):
+        paid = gateways.razorpay.pay(placed["order_id"])
+        raw = razorpay_captured(paid, gateways.razorpay.orders[placed["order_id"]])
+        await post_raw(api, shop.webhook("razorpay"), raw, razorpay_fake.signed_headers(raw))
+        settled = await reaches(api, shop, placed["payment_id"], outcome)
+    flagged = settled
+    assert "already paid" in flagged["flag"]
+    # The due date moved on by one premium, not two.
+    policy = await policy_of(api, shop)
+    assert policy["next_due_date"] == quarter_after(shop.policy["next_due_date"])
+    # The second payment's money can be given back.
+    await api.call(
+        "POST", f"/api/v1/payments/{second['payment_id']}/refunds",
+        token=shop.admin.access_token, json={"reason": "paid twice"}, expect=201,
+    )  # fmt: skip
+
+
 async def test_a_link_message_a_stop_left_unsent_goes_out_on_resume_once(
     api: Api, gateways: Gateways
 ) -> None:

@@ -365,6 +365,41 @@ async def test_a_send_in_flight_at_a_crash_is_reported_unknown_and_never_posted_
     await agent.close()
 
 
+async def test_a_second_instance_sending_for_the_same_number_halves_each_ones_rate(
+    api: Api, graph: tuple[FakeGraph, str]
+) -> None:
+    # Meta's limit is per number, and both instances send for it: each takes its partitions'
+    # share of whatsapp.outbound (here 3 of 6), so together they stay at 80 a second.
+    fake, _ = graph
+    wa, conversation_id, agent = await agent_with_question(api)
+    ack = await agent.say(conversation_id, "shared", "two senders")
+    await wait_for_send(api, ack["message_id"], {"sent"})
+    message = (await api.call(
+        "GET", f"/api/v1/conversations/{conversation_id}/messages", token=wa.agent.access_token
+    ))[1]["data"][-1]  # fmt: skip
+    pacer = SendPacer(80.0)
+    other = WhatsAppSender(
+        api.app[STREAMS],
+        setup=api.app[WHATSAPP_SETUP],
+        ledger=api.app[WHATSAPP_LEDGER],
+        graph=api.app[WHATSAPP_GRAPH],
+        pacer=pacer,
+        metrics=api.app[WHATSAPP_METRICS],
+    )
+    await other.start()
+    try:
+        # A redelivery, which it recognises as sent: its share is taken, nothing is posted.
+        await other.handle(
+            Event(type="whatsapp.send", tenant_id=str(wa.tenant_id), key=conversation_id,
+                  payload=message)
+        )  # fmt: skip
+        assert pacer.rate_per_second == 40.0
+        assert len(fake.message_posts(PHONE_NUMBER_ID)) == 1
+    finally:
+        await other.stop()
+    await agent.close()
+
+
 async def test_a_customers_media_streams_from_meta_to_members_only(
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:

@@ -139,3 +139,23 @@ def test_backoff_refuses_nonsense_settings() -> None:
         Backoff(max_attempts=0)
     with pytest.raises(ValueError, match="failures"):
         Backoff().ceiling(0)
+
+
+async def test_an_instance_with_half_the_partitions_sends_at_half_the_rate() -> None:
+    # Two instances share the senders: together they must stay within Meta's 80 per second.
+    time = FakeTime(advance=True)
+    start = time.now
+    pacer = SendPacer(80.0, burst=1, clock=time.clock, sleep=time.sleep)
+    pacer.share(3 / 6)
+    assert pacer.rate_per_second == 40.0
+
+    for _ in range(41):
+        await pacer.wait("pn-1")
+
+    assert time.now - start == pytest.approx(40 / 40)
+    # Alone again (a rebalance gave it every partition): the whole rate.
+    pacer.share(1.0)
+    before = time.now
+    for _ in range(80):
+        await pacer.wait("pn-1")
+    assert time.now - before == pytest.approx(80 / 80, abs=1 / 40)
