@@ -34,6 +34,7 @@ class PendingReads:
         self._highest: dict[uuid.UUID, tuple[int, str | None]] = {}
         self._storing: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._hurry = asyncio.Event()
+        self._closed = False
 
     def note(self, conversation_id: uuid.UUID, seq: int, ref: str | None) -> None:
         """Remember `seq` for the conversation; no I/O here, so a flood costs dict updates."""
@@ -55,11 +56,25 @@ class PendingReads:
                 await self._store(conversation_id, seq, ref)
         finally:
             self._storing.pop(conversation_id, None)
+            self._release_if_done()
 
     def close(self) -> None:
         """Store every pending position now, without waiting for it: a socket's handler can be
         cancelled as its peer goes away, and the positions are stored all the same."""
+        self._closed = True
         self._hurry.set()
         for task in self._storing.values():
             _closing.add(task)
             task.add_done_callback(_closing.discard)
+        self._release_if_done()
+
+    def _release_if_done(self) -> None:
+        # The store is usually a method of the socket's session, which holds this object: a
+        # reference cycle that would keep the whole closed socket (its request, transport and
+        # buffers) until the collector's next full pass. Once closed and idle, it is let go.
+        if self._closed and not self._storing:
+            self._store = _stored_nowhere
+
+
+async def _stored_nowhere(_: uuid.UUID, __: int, ___: str | None) -> None:
+    """The store of a closed `PendingReads`: nothing is noted after close."""
