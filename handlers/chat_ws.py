@@ -100,7 +100,8 @@ def _unhook_heartbeat(request: web.Request) -> None:
     `server.gc_threshold` at 50,000 that was thousands of closed sockets' worth of memory.
     """
     protocol = request.protocol
-    if protocol is not None:
+    # Private, so looked up first: a later aiohttp without the hook must not fail a close.
+    if protocol is not None and getattr(protocol, "_data_received_cb", None) is not None:
         protocol._data_received_cb = None
 
 
