@@ -252,8 +252,8 @@ class PaymentSagaActor(BridgedActor):
                     continue
                 moved_to = self._io(self._store.credit(self.tenant_id, self.payment_id))
                 if moved_to == saga.FLAGGED:
-                    log.warning("payment %s: captured for a policy that takes no premiums: "
-                                "flagged, not credited", state.id)  # fmt: skip
+                    # The policy takes no premiums any more, or another payment paid this one.
+                    log.warning("payment %s: captured but not credited: flagged", state.id)
                 if moved_to is not None:
                     self._moved()
             elif state.status == saga.POLICY_CREDITED:

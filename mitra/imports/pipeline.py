@@ -92,6 +92,7 @@ class Pipeline:
         self._frames_closed = False
         self._ticker: concurrent.futures.Future[None] | None = None
         self._written_here = 0
+        # Rows processed by this run (a resumed or retried import counted the rest before).
         self._done_here = 0
         self._analyze_at = _FIRST_ANALYZE
         self._job: ImportJob | None = None
@@ -433,7 +434,7 @@ class Pipeline:
         assert tally is not None
         assert self._job is not None
         counts = tally.counts
-        done = self._done()
+        done = self._done_here
         return {
             "type": "import_progress",
             "import_id": str(self.import_id),
@@ -448,10 +449,6 @@ class Pipeline:
             "finished": False,
         }
 
-    def _done(self) -> int:
-        """Rows processed by this run (a resumed or retried import counted the rest before)."""
-        return self._done_here
-
     def _rate(self, done: int) -> float:
         assert self._tally is not None
         return round(done / max(time.monotonic() - self._tally.started, 1e-6), 1)
@@ -461,7 +458,7 @@ class Pipeline:
         interval ago (`force`: sent anyway)."""
         if self._progress is None or self._job is None:
             return
-        self._latest = (frame, self._done())
+        self._latest = (frame, self._done_here)
         self._send(frame, force=force)
 
     def _send(self, frame: dict[str, Any], *, force: bool = False, final: bool = False) -> None:

@@ -363,26 +363,21 @@ class PaymentStore:
                 raise NotFound("the payment's policy is gone")
             if policy.status not in PAYABLE:
                 # Asking again would fail the same way on every poll: a person decides.
-                flag = (
-                    f"captured for a {policy.status.value} policy, which takes no premiums: "
-                    "not credited; refund it"
-                )
-                flagged = await _move(uow, payment_id, saga.FLAGGED,
-                                      {"flag": flag, "policy_status": policy.status.value},
-                                      {"flag": flag})  # fmt: skip
-                return saga.FLAGGED if flagged is not None else None
+                return await _not_credited(
+                    uow, payment_id,
+                    f"captured for a {policy.status.value} policy, which takes no premiums",
+                    {"policy_status": policy.status.value},
+                )  # fmt: skip
             before_status, before_due = policy.status, policy.next_due_date
             due = policy.next_due_date or policy.start_date
             if payment.due_date is not None and payment.due_date != due:
                 # Another payment (a link and an order both paid) credited this premium first.
-                flag = (
-                    f"the premium due {payment.due_date.isoformat()} was already paid by another "
-                    "payment: not credited; refund it"
-                )
-                flagged = await _move(uow, payment_id, saga.FLAGGED,
-                                      {"flag": flag, "due_date": payment.due_date.isoformat()},
-                                      {"flag": flag})  # fmt: skip
-                return saga.FLAGGED if flagged is not None else None
+                paid_for = payment.due_date.isoformat()
+                return await _not_credited(
+                    uow, payment_id,
+                    f"the premium due {paid_for} was already paid by another payment",
+                    {"due_date": paid_for},
+                )  # fmt: skip
             policy.next_due_date = saga.next_due(due, policy.premium_frequency)
             if policy.status != PolicyStatus.ACTIVE:
                 check_transition(policy.status, PolicyStatus.ACTIVE)  # the lifecycle decides
@@ -799,6 +794,16 @@ def _step(uow: UnitOfWork, payment: Payment, step: str, detail: dict[str, Any]) 
             "currency": payment.currency,
         },
     )
+
+
+async def _not_credited(
+    uow: UnitOfWork, payment_id: uuid.UUID, why: str, detail: dict[str, Any]
+) -> str | None:
+    """Flag a capture the policy must not be credited with, for staff to refund; the status
+    moved to (None if another instance moved it first)."""
+    flag = f"{why}: not credited; refund it"
+    flagged = await _move(uow, payment_id, saga.FLAGGED, {"flag": flag, **detail}, {"flag": flag})
+    return saga.FLAGGED if flagged is not None else None
 
 
 async def _move(

@@ -343,16 +343,22 @@ async def conversation_messages(api: Api, shop: Agency) -> list[dict[str, Any]]:
     return messages
 
 
+async def link_in_chat(api: Api, shop: Agency, gateway: str) -> dict[str, Any]:
+    """The agent makes a payment link for the policy and sends it in the customer's chat."""
+    _, body = await api.call(
+        "POST", "/api/v1/payments/links", token=shop.agent.access_token,
+        json={"policy_id": shop.policy["id"], "gateway": gateway, "send_to_conversation": True},
+        expect=201,
+    )  # fmt: skip
+    link: dict[str, Any] = body["data"]
+    return link
+
+
 async def test_a_link_sent_in_the_chat_and_paid_credits_the_policy_with_a_receipt(
     api: Api, gateways: Gateways
 ) -> None:
     shop = await agency(api)
-    _, body = await api.call(
-        "POST", "/api/v1/payments/links", token=shop.agent.access_token,
-        json={"policy_id": shop.policy["id"], "gateway": "razorpay", "send_to_conversation": True},
-        expect=201,
-    )  # fmt: skip
-    link = body["data"]
+    link = await link_in_chat(api, shop, "razorpay")
     assert link["sent_to_conversation"] is True
     made = gateways.razorpay.links[link["link_id"]]
     assert made["amount"] == 245050
@@ -790,12 +796,7 @@ async def test_a_stripe_checkout_link_paid_credits_the_policy_once_with_a_receip
     api: Api, gateways: Gateways
 ) -> None:
     shop = await agency(api)
-    _, body = await api.call(
-        "POST", "/api/v1/payments/links", token=shop.agent.access_token,
-        json={"policy_id": shop.policy["id"], "gateway": "stripe", "send_to_conversation": True},
-        expect=201,
-    )  # fmt: skip
-    link = body["data"]
+    link = await link_in_chat(api, shop, "stripe")
     made = gateways.stripe.sessions[link["link_id"]]
     assert (made["amount_total"], made["currency"]) == (245050, "inr")
     assert made["client_reference_id"] == link["payment_id"]

@@ -47,6 +47,7 @@ from tests.support.whatsapp import (
 )
 from tests.support.ws import ChatClient
 
+BUSINESS_ACCOUNT_ID = "102290129340398"
 CUSTOMER_WA_ID = "919876543210"
 WAIT = 15.0
 
@@ -438,13 +439,29 @@ async def test_a_customers_media_streams_from_meta_to_members_only(
     await agent.close()
 
 
+async def with_business_account(api: Api, wa: WhatsAppTenant) -> None:
+    """The tenant's integration names its WhatsApp Business Account: templates can be synced."""
+    await api.call(
+        "PUT",
+        "/api/v1/integrations/whatsapp",
+        token=wa.admin.access_token,
+        json={
+            "phone_number_id": PHONE_NUMBER_ID,
+            "business_number": "+919820000001",
+            "business_account_id": BUSINESS_ACCOUNT_ID,
+            "default_agent_id": wa.agent.user_id,
+        },
+        expect=200,
+    )
+
+
 async def test_templates_sync_from_meta_and_a_send_is_checked_against_them(
     api: Api, graph: tuple[FakeGraph, str]
 ) -> None:
     fake, _ = graph
     wa = await whatsapp_tenant(api)
     fake.add_business_account(
-        "102290129340398",
+        BUSINESS_ACCOUNT_ID,
         ACCESS_TOKEN,
         [
             {"id": "9001", "name": "premium_due", "language": "en_US", "status": "APPROVED",
@@ -458,19 +475,7 @@ async def test_templates_sync_from_meta_and_a_send_is_checked_against_them(
         "POST", "/api/v1/whatsapp/templates/sync", token=wa.admin.access_token
     )
     assert status_code == 422  # no business account id yet
-    _, agent_me = await api.call("GET", "/api/v1/users/me", token=wa.agent.access_token)
-    await api.call(
-        "PUT",
-        "/api/v1/integrations/whatsapp",
-        token=wa.admin.access_token,
-        json={
-            "phone_number_id": PHONE_NUMBER_ID,
-            "business_number": "+919820000001",
-            "business_account_id": "102290129340398",
-            "default_agent_id": agent_me["data"]["id"],
-        },
-        expect=200,
-    )
+    await with_business_account(api, wa)
     status_code, _ = await api.call(
         "POST", "/api/v1/whatsapp/templates/sync", token=wa.agent.access_token
     )
@@ -515,7 +520,7 @@ async def test_a_templates_header_text_or_media_reaches_meta_checked_against_the
     fake, _ = graph
     wa = await whatsapp_tenant(api)
     fake.add_business_account(
-        "102290129340398",
+        BUSINESS_ACCOUNT_ID,
         ACCESS_TOKEN,
         [
             {"id": "9101", "name": "premium_receipt", "language": "en", "status": "APPROVED",
@@ -528,18 +533,7 @@ async def test_a_templates_header_text_or_media_reaches_meta_checked_against_the
                             {"type": "BODY", "text": "Your policy {{1}} is attached."}]},
         ],
     )  # fmt: skip
-    await api.call(
-        "PUT",
-        "/api/v1/integrations/whatsapp",
-        token=wa.admin.access_token,
-        json={
-            "phone_number_id": PHONE_NUMBER_ID,
-            "business_number": "+919820000001",
-            "business_account_id": "102290129340398",
-            "default_agent_id": wa.agent.user_id,
-        },
-        expect=200,
-    )
+    await with_business_account(api, wa)
     await api.call("POST", "/api/v1/whatsapp/templates/sync", token=wa.admin.access_token,
                    expect=200)  # fmt: skip
     customer_id, _ = await customer_conversation(api, wa)
