@@ -570,14 +570,16 @@ async def _close_sockets(app: web.Application) -> None:
 
 
 async def _imports(app: web.Application) -> AsyncIterator[None]:
-    """The import pipeline: the service, and this instance's pipeline actors, which report
+    """The import pipeline: the service, this instance's pipeline actors, which report
     progress to the uploading agent's sockets on every instance and resume imports whose
-    instance died. Stopped before the actor system, so running imports hand on cleanly."""
+    instance died, and its member of the writers of `imports.rows`. Stopped before the actor
+    system, so running imports hand on cleanly."""
     settings = app[SETTINGS].imports
     database = app[DATABASE]
     app[IMPORTS] = ImportService(database)
     pipelines = ImportPipelines(
         app[ACTORS],
+        app[STREAMS],
         store=JobStore(database),
         writer=ImportWriter(database),
         settings=settings,

@@ -87,12 +87,28 @@ class PaymentEvent(Payload):
     currency: str
 
 
-class ImportRow(Payload):
-    """One row of an uploaded import file (policies, customers), to validate and persist."""
+class ImportRows(Payload):
+    """One batch of an import's validated rows (after `after_row` up to `last_row`), sent by
+    the import's pipeline to the writing stage on any instance (`mitra.imports.wire` makes and
+    reads it). Clean values travel as JSON, typed again by their field on the writer's side;
+    `cells` are the rows' cells as text (for the error report). Written only if the import's
+    `committed_row` is `after_row` in run `retries` and `owner` still holds its lease."""
 
     import_id: UUID
-    row_number: int
-    data: dict[str, Any]
+    tenant_id: UUID
+    agent_id: UUID
+    uploaded_by: UUID
+    import_type: Literal["customers", "policies", "customers_and_policies"]
+    retries: int
+    owner: str
+    after_row: int
+    last_row: int
+    rows: list[tuple[int, dict[str, Any], dict[str, Any]]]
+    """(row number, customer fields, policy fields)"""
+    errors: list[tuple[int, str | None, str | None, str]]
+    """(row number, column, value, message)"""
+    cells: list[tuple[int, list[Any]]]
+    retried: list[int]
 
 
 class ImportResult(Payload):
@@ -100,6 +116,7 @@ class ImportResult(Payload):
     pipeline's writing stage through the outbox in the batch's own transaction."""
 
     import_id: UUID
+    after_row: int = 0
     last_row: int
     created: int
     updated: int
@@ -205,7 +222,9 @@ WHATSAPP_OUTBOUND = Topic(
 PAYMENTS_EVENTS = Topic(
     "payments.events", "payment id", 6, PaymentEvent, "payment saga steps and provider webhooks"
 )
-IMPORTS_ROWS = Topic(IMPORTS_ROWS_TOPIC, "import id", 6, ImportRow, "rows of uploaded imports")
+IMPORTS_ROWS = Topic(
+    IMPORTS_ROWS_TOPIC, "import id", 6, ImportRows, "batches of validated rows of imports"
+)
 IMPORTS_RESULTS = Topic(
     IMPORTS_RESULTS_TOPIC, "import id", 6, ImportResult, "outcome of each written import batch"
 )

@@ -30,6 +30,7 @@ from mitra.imports.service import ImportService, NewImport, require_type
 from mitra.imports.sniff import claimed_format, sniff
 from mitra.imports.store import JobStore
 from mitra.imports.writer import ImportWriter
+from mitra.imports.writing import BatchWriting, LocalHandoff
 from mitra.models import ImportJob, Tenant, User
 from mitra.settings import Settings
 
@@ -146,7 +147,10 @@ async def _run_with_bar(
             principal.tenant_id,
             import_id,
             store=JobStore(database),
-            writer=ImportWriter(database),
+            # No server, no writer consumer: the batches are written on this process's loop.
+            handoff=LocalHandoff(
+                BatchWriting(ImportWriter(database), JobStore(database), settings.imports), loop
+            ),
             settings=settings.imports.model_copy(update={"progress_interval_seconds": 0.2}),
             owner=owner,
             run=lambda coro: asyncio.run_coroutine_threadsafe(coro, loop).result(),

@@ -1,10 +1,13 @@
 """The stages of one import, run on the import actor's thread: parse, map the header,
 validate, write in batches, report.
 
-The parse streams (one row at a time through pyexcel) and the database work goes to the event
-loop through `run` (the actor's `run_on_loop`), one batch per transaction. Two passes over the
-file: the first counts the rows (so progress has a total), the second validates and writes;
-neither holds the sheet in memory. A crash resumes in the second pass after `committed_row`.
+The parse streams (one row at a time through pyexcel); each batch of validated rows is handed
+on (`Handoff`: an `imports.rows` event, written by whichever instance's writer consumes the
+import's partition, see `writing`), and the pipeline learns what was written from the import's
+row. Its own database work goes to the event loop through `run` (the actor's `run_on_loop`).
+Two passes over the file: the first counts the rows (so progress has a total), the second
+validates and hands on; neither holds the sheet in memory. A crash resumes in the second pass
+after `committed_row`.
 """
 
 from __future__ import annotations
@@ -15,19 +18,19 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
-
-from sqlalchemy.exc import SQLAlchemyError
+from typing import Any, Protocol, TypeVar
 
 from mitra.db import utcnow
+from mitra.imports import wire
 from mitra.imports.columns import HEADER_SEARCH_ROWS, HeaderMap, find_header
 from mitra.imports.reader import UnreadableFile, open_rows, sheet_size
 from mitra.imports.rows import CleanRow, RowError, RowValidator, SourceRow, source_row
 from mitra.imports.store import JobStore
-from mitra.imports.writer import Batch, Counts, ImportWriter, JobRef, LeaseLost
+from mitra.imports.writer import Batch, Counts, JobRef, LeaseLost
 from mitra.models import ImportJob, ImportType
 from mitra.settings import ImportsSettings
 
@@ -37,11 +40,36 @@ T = TypeVar("T")
 RunOnLoop = Callable[[Coroutine[Any, Any, Any]], Any]
 Submit = Callable[[Coroutine[Any, Any, Any]], "concurrent.futures.Future[Any]"]
 """Start a coroutine on the loop without waiting (`asyncio.run_coroutine_threadsafe`)."""
-_WRITE_TIMEOUT = 120.0
+_WINDOW = 3
+"""Batches handed on and not yet written, at most."""
+_POLL_SECONDS = 0.5
+"""How long the pipeline waits for word of a written batch before it reads the import's row."""
+_RESEND_SECONDS = 30.0
+"""Nothing written for this long while batches are out: they are sent again."""
+_DRAIN_SECONDS = 30.0
+"""How long an import that fails waits for the batches it sent before it ends."""
 _FIRST_ANALYZE = 2000
 """Rows created before the tables' statistics are first refreshed; then at 4x each time."""
 Progress = Callable[[uuid.UUID, list[uuid.UUID], dict[str, Any]], None]
 """Push a frame to users' sockets (tenant, user ids, frame); best-effort, must not raise."""
+
+
+class Handoff(Protocol):
+    """How batches reach the writing stage, and word of them comes back."""
+
+    def send(self, key: str, payloads: list[bytes]) -> None:
+        """Hand on encoded batches (`wire`), in order; blocks the pipeline's thread until they
+        are accepted; raises if they cannot be."""
+
+    def wait(self, timeout: float) -> None:
+        """Block until a batch of this import may have been written since the last wait."""
+
+
+@dataclass(frozen=True)
+class _Sent:
+    last_row: int
+    rows: int
+    payloads: list[bytes]
 
 
 class Stopped(Exception):
@@ -63,7 +91,7 @@ class Pipeline:
         import_id: uuid.UUID,
         *,
         store: JobStore,
-        writer: ImportWriter,
+        handoff: Handoff,
         settings: ImportsSettings,
         owner: str,
         run: RunOnLoop,
@@ -74,14 +102,19 @@ class Pipeline:
         self.tenant_id = tenant_id
         self.import_id = import_id
         self._store = store
-        self._writer = writer
+        self._handoff = handoff
         self._settings = settings
         self._owner = owner
         self._run = run
         self._progress = progress
         self._stopping = stopping or threading.Event()
         self._submit = submit
-        self._pending: tuple[JobRef, Batch, concurrent.futures.Future[Counts]] | None = None
+        self._outstanding: deque[_Sent] = deque()
+        self._sent_row = 0
+        self._acked_row = 0
+        self._moved = 0.0
+        self._retries = 0
+        self._created_before = 0
         self._last_frame = 0.0
         self._last_lease = 0.0
         # The latest snapshot and the rows it counts as done in this run: the ticker on the
@@ -91,7 +124,6 @@ class Pipeline:
         self._frames_lock = threading.Lock()
         self._frames_closed = False
         self._ticker: concurrent.futures.Future[None] | None = None
-        self._written_here = 0
         # Rows processed by this run (a resumed or retried import counted the rest before).
         self._done_here = 0
         self._analyze_at = _FIRST_ANALYZE
@@ -101,13 +133,17 @@ class Pipeline:
     # ---- the whole run -------------------------------------------------------------------
 
     def run(self) -> None:
-        job = self._run(self._store.load(self.tenant_id, self.import_id))
-        if job is None or not _running(job.status):
-            return
         lease = self._settings.lease_seconds
         if not self._run(self._store.claim(self.tenant_id, self.import_id, self._owner, lease)):
             return
+        # Read once claimed: from now on no batch of an earlier owner moves `committed_row`.
+        job = self._run(self._store.load(self.tenant_id, self.import_id))
+        if job is None or not _running(job.status):
+            return
         self._job = job
+        self._retries = job.retries
+        self._sent_row = self._acked_row = job.committed_row
+        self._created_before = job.created
         self._tally = _Tally(
             job.total,
             Counts(job.created, job.updated, job.unchanged, job.failed),
@@ -115,7 +151,12 @@ class Pipeline:
             job.status,
         )
         ref = JobRef(
-            job.id, job.tenant_id, job.agent_id, job.uploaded_by, ImportType(job.import_type)
+            job.id,
+            job.tenant_id,
+            job.agent_id,
+            job.uploaded_by,
+            ImportType(job.import_type),
+            job.retries,
         )
         self._frame(self._snapshot(), force=True)
         self._start_ticker()
@@ -284,117 +325,90 @@ class Pipeline:
                 batch.retried_rows.append(number)
                 batch.last_row = number
             self._write(ref, batch)
+            # The next failed rows are read once these were written (and their errors gone).
             self._drain()
             after = batch.last_row
 
-    # ---- writing, with retries, then row by row ------------------------------------------
+    # ---- handing batches on, and hearing how they were written ----------------------------
 
     def _write(self, ref: JobRef, batch: Batch) -> None:
-        """Hand `batch` to the loop and go on validating the next one while it is written.
+        """Send `batch` to the writers and go on validating while it is written.
 
-        One batch in flight at most: the next is submitted only once this one committed,
-        because its rows are matched against what this one wrote (the same customer twice).
+        Up to `_WINDOW` batches travel at once: the import's partition delivers them in order,
+        and a batch is written only where the one before it ended (the writer's guard), so the
+        next batch's rows are matched against what the one before it wrote.
         """
-        self._drain()
         if self._stopping.is_set():
             raise Stopped
-        if self._submit is None:
-            self._settle(ref, batch, None)
+        if not batch.size and batch.last_row <= self._sent_row:
             return
-        self._pending = (
-            ref,
-            batch,
-            self._submit(self._writer.write(ref, batch, **self._lease_args())),
-        )
+        batch.after_row = self._sent_row
+        payloads = wire.encode(ref, batch, owner=self._owner)
+        self._await(_WINDOW - 1)
+        self._handoff.send(str(self.import_id), payloads)
+        self._outstanding.append(_Sent(batch.last_row, batch.size, payloads))
+        self._sent_row = batch.last_row
+        if len(self._outstanding) == 1:
+            self._moved = time.monotonic()
 
     def _drain(self) -> None:
-        """Wait for the batch in flight, if any, and account for it."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self._settle(*pending)
+        """Wait until every batch sent was written."""
+        self._await(0)
 
     def _drain_quietly(self) -> None:
-        """Let a batch in flight finish before the import ends, whatever it comes to."""
+        """Let the batches sent be written before the import ends, whatever they come to."""
         try:
-            self._drain()
+            self._await(0, within=_DRAIN_SECONDS)
         except Exception:
-            log.warning("import %s: the last batch did not commit", self.import_id)
+            log.warning("import %s: the last batches were not written", self.import_id)
 
-    def _settle(
-        self, ref: JobRef, batch: Batch, future: concurrent.futures.Future[Counts] | None
-    ) -> None:
-        attempts = self._settings.batch_attempts
-        for attempt in range(1, attempts + 1):
-            try:
-                if future is not None:
-                    counts = future.result(_WRITE_TIMEOUT)
-                    future = None
-                else:
-                    counts = self._run(self._writer.write(ref, batch, **self._lease_args()))
-                self._written(counts, retried=len(set(batch.retried_rows)))
+    def _await(self, pending: int, *, within: float | None = None) -> None:
+        """Wait until at most `pending` batches are unwritten, renewing the lease meanwhile;
+        raises LeaseLost when the import was cancelled or taken over, Stopped on shutdown."""
+        deadline = None if within is None else time.monotonic() + within
+        while len(self._outstanding) > pending:
+            self._observe()
+            if len(self._outstanding) <= pending:
                 return
-            except SQLAlchemyError:
-                future = None
+            if self._stopping.is_set():
+                raise Stopped
+            now = time.monotonic()
+            if deadline is not None and now > deadline:
+                raise TimeoutError("the writers did not answer")
+            self._heartbeat()
+            if now - self._moved > _RESEND_SECONDS:
+                # A batch the writers gave up on (dead-lettered) leaves a gap no later batch
+                # fills: send again what is unwritten; what was written is refused.
                 log.warning(
-                    "import %s: batch up to row %d refused (attempt %d of %d)",
+                    "import %s: nothing written for %.0f s, sending %d batch(es) again",
                     self.import_id,
-                    batch.last_row,
-                    attempt,
-                    attempts,
-                    exc_info=True,
+                    now - self._moved,
+                    len(self._outstanding),
                 )
-                if attempt < attempts:
-                    time.sleep(min(0.2 * 2**attempt, 2.0))
-        self._write_one_by_one(ref, batch)
+                self._moved = now
+                for sent in self._outstanding:
+                    self._handoff.send(str(self.import_id), sent.payloads)
+            self._handoff.wait(_POLL_SECONDS)
 
-    def _write_one_by_one(self, ref: JobRef, batch: Batch) -> None:
-        """Each row in its own transaction: only the rows the database refuses fail."""
-        errors_by_row: dict[int, list[RowError]] = {}
-        for error in batch.errors:
-            errors_by_row.setdefault(error.row_number, []).append(error)
-        clean = {row.row_number: row for row in batch.rows}
-        retried = set(batch.retried_rows)
-        for number in sorted({*errors_by_row, *clean}):
-            single = Batch(
-                sources={number: batch.sources[number]} if number in batch.sources else {},
-                last_row=number,
-                retried_rows=[number] if number in retried else [],
-            )
-            if number in clean:
-                single.rows.append(clean[number])
-                try:
-                    written = self._run(self._writer.write(ref, single, **self._lease_args()))
-                    self._written(written, retried=len(single.retried_rows))
-                    continue
-                except SQLAlchemyError:
-                    log.warning("import %s: row %d refused", self.import_id, number)
-                single.rows.clear()
-                single.errors.append(RowError(number, None, None, "the database refused this row"))
-            else:
-                single.errors.extend(errors_by_row[number])
-            written = self._run(self._writer.write(ref, single, **self._lease_args()))
-            self._written(written, retried=len(single.retried_rows))
-        if batch.last_row > max([*errors_by_row, *clean], default=0):
-            self._written(
-                self._run(
-                    self._writer.write(ref, Batch(last_row=batch.last_row), **self._lease_args())
-                )
-            )
-
-    def _lease_args(self) -> dict[str, Any]:
-        return {"owner": self._owner, "lease_seconds": self._settings.lease_seconds}
-
-    def _written(self, counts: Counts, *, retried: int = 0) -> None:
+    def _observe(self) -> None:
+        """Read how far the writers got (one indexed read): the counts, and the batches done."""
+        position = self._run(self._store.position(self.tenant_id, self.import_id))
+        if position is None or not position.expects(self._owner, self._retries):
+            raise LeaseLost(str(self.import_id))
+        while self._outstanding and self._outstanding[0].last_row <= position.committed_row:
+            self._done_here += self._outstanding.popleft().rows
+        if position.committed_row == self._acked_row:
+            return
+        self._acked_row = position.committed_row
+        self._moved = time.monotonic()
+        self._last_lease = self._moved  # each written batch renewed the lease
         tally = self._tally
         assert tally is not None
-        for name in ("created", "updated", "unchanged", "failed"):
-            setattr(tally.counts, name, getattr(tally.counts, name) + getattr(counts, name))
-        # A retried row was counted failed before: it moves, as the writer's counts do.
-        tally.counts.failed -= retried
-        self._done_here += counts.processed
+        tally.counts = Counts(
+            position.created, position.updated, position.unchanged, position.failed
+        )
         tally.status = "writing"
-        self._written_here += counts.created
-        if self._written_here >= self._analyze_at:
+        if position.created - self._created_before >= self._analyze_at:
             self._analyze_at *= 4
             self._run(self._store.analyze())
         self._frame(self._snapshot())

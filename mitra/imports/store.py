@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -29,9 +30,43 @@ def retryable(import_id: uuid.UUID) -> ColumnElement[bool]:
     return (ImportRowError.import_id == import_id) & ImportRowError.row_number.not_in(in_the_file)
 
 
+@dataclass(frozen=True)
+class Position:
+    """Where a running import stands: what the writers committed, and whose it is."""
+
+    status: str
+    lease_owner: str | None
+    retries: int
+    committed_row: int
+    processed: int
+    created: int
+    updated: int
+    unchanged: int
+    failed: int
+
+    def expects(self, owner: str, retries: int) -> bool:
+        """Whether batches of `owner` in run `retries` are still to be written."""
+        return self.status in _RUNNING and self.lease_owner == owner and self.retries == retries
+
+
+_POSITION = tuple(_IMPORTS.c[name] for name in Position.__dataclass_fields__)
+
+
 class JobStore:
     def __init__(self, database: Database) -> None:
         self._db = database
+
+    async def position(self, tenant_id: uuid.UUID, import_id: uuid.UUID) -> Position | None:
+        """One indexed read of the import's progress (the pipeline asks after each batch)."""
+        async with self._db.session(Scope.tenant(tenant_id)) as session:
+            found = (
+                await session.execute(
+                    select(*_POSITION).where(
+                        _IMPORTS.c.id == import_id, _IMPORTS.c.tenant_id == tenant_id
+                    )
+                )
+            ).first()
+        return Position(*found) if found is not None else None
 
     async def load(self, tenant_id: uuid.UUID, import_id: uuid.UUID) -> ImportJob | None:
         async with self._db.session(Scope.tenant(tenant_id)) as session:

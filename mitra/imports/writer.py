@@ -6,7 +6,9 @@ written. SQLAlchemy Core, one executemany per kind of statement: a batch of 500 
 handful of statements, not 500 ORM flushes. The import's own row is updated first, guarded by
 the lease and the status, so a cancelled import or one another instance took over writes
 nothing more; the batch's counts, error rows and `committed_row` commit with the data, which is
-what makes a resumed import skip exactly what was written.
+what makes a resumed import skip exactly what was written. The same guard requires the import's
+`committed_row` to be where the batch starts (`after_row`) and its retry to be the batch's: a
+batch delivered twice, one sent after a gap, or one of an earlier run writes nothing.
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class JobRef:
     agent_id: uuid.UUID
     uploaded_by: uuid.UUID
     import_type: ImportType
+    retries: int = 0
+    """The import's run (0, then one more per retry): `committed_row` counts from 0 again in
+    each, so a batch is only ever written in the run that sent it."""
 
 
 @dataclass
@@ -87,10 +92,32 @@ class Batch:
     sources: dict[int, SourceRow] = field(default_factory=dict)
     last_row: int = 0
     retried_rows: list[int] = field(default_factory=list)
+    after_row: int = 0
 
     @property
     def size(self) -> int:
         return len(self.rows) + len({e.row_number for e in self.errors})
+
+    def split(self, row: int) -> tuple[Batch, Batch]:
+        """The rows up to `row`, and the rest: two consecutive batches."""
+        return self._part(self.after_row, row), self._part(row, self.last_row)
+
+    def after(self, row: int) -> Batch:
+        """What is left of this batch once `row` (one of its rows) was written."""
+        return self._part(row, self.last_row)
+
+    def _part(self, after: int, last: int) -> Batch:
+        def within(number: int) -> bool:
+            return after < number <= last
+
+        return Batch(
+            rows=[r for r in self.rows if within(r.row_number)],
+            errors=[e for e in self.errors if within(e.row_number)],
+            sources={n: s for n, s in self.sources.items() if within(n)},
+            last_row=last,
+            retried_rows=[n for n in self.retried_rows if within(n)],
+            after_row=after,
+        )
 
 
 @dataclass
@@ -111,7 +138,7 @@ class ImportWriter:
 
     async def write(self, job: JobRef, batch: Batch, *, owner: str, lease_seconds: float) -> Counts:
         """Upsert `batch` and record its outcome; raises `LeaseLost` (nothing written) when the
-        import is no longer this owner's to run."""
+        import is no longer this owner's to run, or is not at `batch.after_row` of this run."""
         async with self._db.unit_of_work(Scope.tenant(job.tenant_id)) as uow:
             session = uow.session
             plan = _Plan(job, batch)
@@ -128,6 +155,8 @@ class ImportWriter:
                     _IMPORTS.c.tenant_id == job.tenant_id,
                     _IMPORTS.c.lease_owner == owner,
                     _IMPORTS.c.status.in_([s.value for s in RUNNING]),
+                    _IMPORTS.c.committed_row == batch.after_row,
+                    _IMPORTS.c.retries == job.retries,
                 )
                 .values(
                     status="writing",
@@ -159,6 +188,7 @@ class ImportWriter:
                 event_type="imports.batch_written",
                 payload={
                     "import_id": str(job.import_id),
+                    "after_row": batch.after_row,
                     "last_row": batch.last_row,
                     "created": counts.created,
                     "updated": counts.updated,
