@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Executable, Numeric, Table, func, select, type_coerce
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from mitra.auth.principal import Principal
 from mitra.db import ConflictInsert, Database, Scope, UnitOfWork, prebuilt_upsert, utcnow
@@ -256,7 +256,7 @@ class Deltas:
         return len(self.cells)
 
 
-async def fold(session: AsyncSession, deltas: Deltas) -> None:
+def fold(session: Session, deltas: Deltas) -> None:
     """Add `deltas` to the figures inside the caller's transaction (the consumer's, which also
     records the event ids): one upsert per cell, sent as one executemany."""
     if not deltas.cells:
@@ -283,7 +283,7 @@ async def fold(session: AsyncSession, deltas: Deltas) -> None:
             deltas.cells.items()
         )
     ]
-    await session.execute(prebuilt_upsert(session, _DAILY, _add_to_cells), rows)
+    session.execute(prebuilt_upsert(session, _DAILY, _add_to_cells), rows)
 
 
 def _add_to_cells(insert: ConflictInsert) -> Executable:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from aioprometheus.collectors import Counter, Registry
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 
 from mitra.analytics import (
     EVENT_TYPES,
@@ -129,18 +130,27 @@ class AnalyticsConsumer:
             with db_purpose(DB_PURPOSE):
                 # A system scope, because a batch holds many tenants' facts: each row is
                 # written for the tenant its event names, and nothing else is read or written.
-                async with self.database.transaction(Scope.system()) as session:
-                    fresh = await claim_many(session, self.group, counted)
-                    deltas = Deltas()
-                    for event_id in fresh:
-                        c = counted[event_id]
-                        day = self.service.day_of(c.event.occurred_at)
-                        deltas.add(c.tenant_id, day, c.agent_id, c.changes)
-                    await fold(session, deltas)
+                fresh = await self.database.write_sync(Scope.system(), self._apply(counted))
             for event_id, c in counted.items():
                 outcomes[(c.event.type, "counted" if event_id in fresh else "duplicate")] += 1
         for (event_type, outcome), count in outcomes.items():
             self.events.add({"type": event_type, "outcome": outcome}, count)
+
+    def _apply(self, counted: dict[uuid.UUID, _Counted]) -> Callable[[Session], set[uuid.UUID]]:
+        """The batch's transaction: claim its ids, fold the facts of those not counted yet."""
+
+        def apply(session: Session) -> set[uuid.UUID]:
+            fresh = claim_many(session, self.group, counted)
+            deltas = Deltas()
+            for event_id in fresh:
+                c = counted[event_id]
+                deltas.add(
+                    c.tenant_id, self.service.day_of(c.event.occurred_at), c.agent_id, c.changes
+                )
+            fold(session, deltas)
+            return fresh
+
+        return apply
 
     def _parse(self, event: Event) -> _Counted | None:
         """The fact's increments, or None if the event moves no figure."""

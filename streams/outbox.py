@@ -335,8 +335,12 @@ class OutboxRelay:
     async def _mark(self, ids: list[int]) -> None:
         if not ids:
             return
-        async with self.database.transaction(Scope.system()) as session:
-            await session.execute(_MARK_PUBLISHED, {"ids": ids, "marked_at": utcnow()})
+        values = {"ids": ids, "marked_at": utcnow()}
+
+        def mark(session: Session) -> None:
+            session.execute(_MARK_PUBLISHED, values)
+
+        await self.database.write_sync(Scope.system(), mark)
 
     async def _prune_now_and_then(self) -> None:
         now = time.monotonic()

@@ -23,6 +23,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import Executable, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from mitra.db import ConflictInsert, Database, Scope, prebuilt_upsert, utcnow
 from mitra.models import ProcessedEvent
@@ -50,11 +51,11 @@ async def claim(session: AsyncSession, group: str, event_id: uuid.UUID) -> bool:
     return bool(getattr(result, "rowcount", 0) == 1)
 
 
-async def claim_many(
-    session: AsyncSession, group: str, event_ids: Iterable[uuid.UUID]
-) -> set[uuid.UUID]:
+def claim_many(session: Session, group: str, event_ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
     """Record that `group` processed each of `event_ids`, in one statement of `session`'s
-    transaction; returns the ids it had not processed before, the ones to apply now."""
+    transaction; returns the ids it had not processed before, the ones to apply now.
+
+    Sync, for `Database.write_sync` (an async session calls it through `run_sync`)."""
     # Sorted, so that two members claiming overlapping batches on PostgreSQL wait for each
     # other in one order rather than deadlock.
     rows = [_row(group, event_id) for event_id in sorted(set(event_ids))]
@@ -63,7 +64,7 @@ async def claim_many(
     statement = prebuilt_upsert(session, _PROCESSED, _claimed_ids)
     # An executemany with RETURNING: SQLAlchemy sends it as one multi-row INSERT (per 1,000
     # rows), and returns only the rows it inserted.
-    result = await session.execute(statement, rows)
+    result = session.execute(statement, rows)
     # asyncpg returns its own UUID class; made plain so the ids match the caller's.
     return {uuid.UUID(str(event_id)) for event_id in result.scalars()}
 

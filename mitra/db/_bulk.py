@@ -38,6 +38,23 @@ class BulkInsert:
             # A value no bind processor takes is the caller's data, as Core would report it.
             raise StatementError(str(exc), sql, None, exc) from exc
 
+    def prepare_multirow(
+        self, dialect: Dialect, rows: Sequence[Sequence[Any]], max_parameters: int
+    ) -> list[tuple[str, list[Any]]]:
+        """`rows` as few `INSERT ... VALUES (...), (...)` statements, each with its values
+        flattened: one statement step instead of one per row. For a driver on a thread of
+        its own (sqlite3) each step gives the GIL up and waits to get it back, up to the
+        switch interval (5 ms) while the event loop is busy."""
+        sql, converted = self.prepare(dialect, rows)
+        head, _, group = sql.partition(" VALUES ")
+        per_statement = max(1, max_parameters // max(1, len(self.columns)))
+        statements = []
+        for start in range(0, len(converted), per_statement):
+            chunk = converted[start : start + per_statement]
+            flat = [value for row in chunk for value in row]
+            statements.append((f"{head} VALUES {', '.join([group] * len(chunk))}", flat))
+        return statements
+
     def _for(self, dialect: Dialect) -> tuple[str, list[int], list[Processor]]:
         cached = self._compiled.get(dialect.name)
         if cached is not None:

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 Statement = TypeVar("Statement")
 ConflictInsert = postgresql.Insert | sqlite.Insert
@@ -29,7 +30,7 @@ _BUILT: dict[tuple[str, Table, Callable[..., Any]], Any] = {}
 
 
 def prebuilt_upsert(
-    session: AsyncSession, table: Table, build: Callable[[ConflictInsert], Statement]
+    session: AsyncSession | Session, table: Table, build: Callable[[ConflictInsert], Statement]
 ) -> Statement:
     """`build(conflict_insert(...))`, made once per dialect and reused; execute it with the
     rows as parameters.

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Table, insert, select
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from handlers.keys import DATABASE
 from mitra.db import BulkInsert, Scope
+from mitra.db._batch_commit import SqliteThreadCommitter
 from mitra.models import OutboxEvent
 from tests.support.api import Api
 
@@ -87,3 +90,77 @@ async def test_the_batch_committer_stores_all_or_nothing_and_names_the_refusal(a
     assert taken in stored
     assert fresh not in stored
     assert len(stored) == 2
+
+
+async def test_the_sqlite_committer_waits_for_the_write_lock_then_gives_up_cleanly(
+    api: Api,
+) -> None:
+    """Another connection holding SQLite's write lock delays a chat batch, it does not lose it;
+    a lock held past the committer's timeout fails the batch with the database's error and
+    stores none of it."""
+    database = api.app[DATABASE]
+    if not database.is_sqlite:
+        pytest.skip("the write lock is SQLite's")
+    committer = database.batch_committer
+    assert isinstance(committer, SqliteThreadCommitter)
+    admin = await api.tenant()
+    _, me = await api.call("GET", "/api/v1/users/me", token=admin.access_token, expect=200)
+    tenant_id = uuid.UUID(me["data"]["tenant_id"])
+    now = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    outbox = BulkInsert(OUTBOX, COLUMNS)
+
+    def row(event_id: uuid.UUID) -> tuple[object, ...]:
+        return (event_id, tenant_id, "locked", "k", "t", {"n": 1}, now, None, now, now)
+
+    path = database.engine.url.database
+    assert path
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    released = asyncio.get_running_loop().call_later(0.3, holder.execute, "COMMIT")
+    waited = uuid.uuid4()
+    await committer.commit([(outbox, [row(waited)])])
+    assert not released.cancelled()
+
+    holder.execute("BEGIN IMMEDIATE")
+    committer.lock_timeout = 0.2
+    given_up = uuid.uuid4()
+    try:
+        with pytest.raises(OperationalError, match="locked"):
+            await committer.commit([(outbox, [row(given_up)])])
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+        committer.lock_timeout = 5.0
+    async with database.session(Scope.system()) as session:
+        stored = set(
+            (
+                await session.execute(
+                    select(OutboxEvent.event_id).where(OutboxEvent.topic == "locked")
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert stored == {waited}
+
+
+async def test_a_batch_larger_than_one_statement_is_stored_whole(api: Api) -> None:
+    """On SQLite the committer sends multi-row INSERTs, several when a batch has more values
+    than one statement may bind; every row arrives, once."""
+    admin = await api.tenant()
+    _, me = await api.call("GET", "/api/v1/users/me", token=admin.access_token, expect=200)
+    tenant_id = uuid.UUID(me["data"]["tenant_id"])
+    now = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    database = api.app[DATABASE]
+    ids = [uuid.uuid4() for _ in range(7_000)]
+    rows = [
+        (i, tenant_id, "big", "k", "t", {"n": n}, now, None, now, now) for n, i in enumerate(ids)
+    ]
+    await database.batch_committer.commit([(BulkInsert(OUTBOX, COLUMNS), rows)])
+    async with database.session(Scope.system()) as session:
+        stored = (
+            await session.execute(
+                select(OutboxEvent.event_id, OutboxEvent.payload).where(OutboxEvent.topic == "big")
+            )
+        ).all()
+    assert sorted(stored, key=lambda r: r[1]["n"]) == [(i, {"n": n}) for n, i in enumerate(ids)]
