@@ -2,8 +2,8 @@
 them (on upload, and for imports whose instance died, found by their expired lease), with this
 instance's part of the writing stage.
 
-The pipeline's parse and validation run on the actor's thread, which publishes each batch of
-validated rows to `imports.rows` (keyed by the import, so its batches stay in order). Every
+The pipeline's parse and validation run in a worker process; the actor's thread relays each
+batch of validated rows to `imports.rows` (keyed by the import, so its batches stay in order). Every
 instance is a member of the `imports-writers` group, so the instance that consumes the import's
 partition writes it, wherever the pipeline runs. The pipeline hears that a batch was written
 from its own instance's writer, or from `imports.results` (every instance reads all of it), and

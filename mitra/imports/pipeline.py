@@ -1,13 +1,12 @@
-"""The stages of one import, run on the import actor's thread: parse, map the header,
-validate, write in batches, report.
+"""One import from the import actor's thread: its status, lease and progress, and the
+batches of its worker (`produce`: parse, map the header, validate, encode) handed on to the
+writing stage.
 
-The parse streams (one row at a time through pyexcel); each batch of validated rows is handed
-on (`Handoff`: an `imports.rows` event, written by whichever instance's writer consumes the
-import's partition, see `writing`), and the pipeline learns what was written from the import's
-row. Its own database work goes to the event loop through `run` (the actor's `run_on_loop`).
-Two passes over the file: the first counts the rows (so progress has a total), the second
-validates and hands on; neither holds the sheet in memory. A crash resumes in the second pass
-after `committed_row`.
+Each batch is handed on (`Handoff`: an `imports.rows` event, written by whichever instance's
+writer consumes the import's partition, see `writing`), and the pipeline learns what was
+written from the import's row. Its own database work goes to the event loop through `run` (the
+actor's `run_on_loop`). A crash resumes after `committed_row`. A retry of the failed rows reads
+them from the database and validates them here: they are few.
 """
 
 from __future__ import annotations
@@ -19,16 +18,17 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from mitra.db import utcnow
 from mitra.imports import wire
-from mitra.imports.columns import HEADER_SEARCH_ROWS, HeaderMap, find_header
-from mitra.imports.reader import UnreadableFile, open_rows, sheet_size
-from mitra.imports.rows import CleanRow, RowError, RowValidator, SourceRow, source_row
+from mitra.imports.columns import find_header
+from mitra.imports.produce import Work, Worker, WorkerDied, add
+from mitra.imports.reader import UnreadableFile
+from mitra.imports.rows import RowValidator, SourceRow
 from mitra.imports.store import JobStore
 from mitra.imports.writer import Batch, Counts, JobRef, LeaseLost
 from mitra.models import ImportJob, ImportType
@@ -48,6 +48,8 @@ _RESEND_SECONDS = 30.0
 """Nothing written for this long while batches are out: they are sent again."""
 _DRAIN_SECONDS = 30.0
 """How long an import that fails waits for the batches it sent before it ends."""
+_BEAT_SECONDS = 0.5
+"""How often the pipeline hears from a silent worker (a workbook loading whole)."""
 _FIRST_ANALYZE = 2000
 """Rows created before the tables' statistics are first refreshed; then at 4x each time."""
 Progress = Callable[[uuid.UUID, list[uuid.UUID], dict[str, Any]], None]
@@ -179,7 +181,7 @@ class Pipeline:
         except LeaseLost:
             self._end(None)
             return
-        except UnreadableFile as exc:
+        except (UnreadableFile, WorkerDied) as exc:
             self._drain_quietly()
             self._end(str(exc))
             return
@@ -205,101 +207,40 @@ class Pipeline:
     # ---- a first import ------------------------------------------------------------------
 
     def _import(self, job: ImportJob, ref: JobRef) -> None:
-        path = self._path(job)
-        import_type = ImportType(job.import_type)
-        # A workbook says how many rows it has: its rows are then read once, not twice (the
-        # parse of an xlsx is the pipeline's slowest part). Blank rows make that an estimate
-        # until the end, when the total is the rows processed.
-        sized = job.total is None and job.file_format == "xlsx"
-        size = sheet_size(path, job.sheet) if sized else None
-        if job.total is None and size is None:
-            self._set_status("parsing")
-            with open_rows(path, job.file_format, job.sheet) as rows:
-                header, first = self._header(rows, import_type)
-                total = 0
-                for number, raw in _numbered(first, rows):
-                    if number > header.row_index + 1 and source_row(number, raw) is not None:
-                        total += 1
-                    if number % 2000 == 0:
-                        self._heartbeat()
-            assert self._tally is not None
-            self._tally.total = total
-            self._lease(
-                status="validating",
-                total=total,
-                header=header.header,
-                unknown_columns=header.unknown,
-            )
-            self._tally.status = "validating"
-            self._frame(self._snapshot(), force=True)
-        self._write_file(job, ref, path, import_type, size)
-
-    def _header(
-        self, rows: Iterator[list[Any]], import_type: ImportType
-    ) -> tuple[HeaderMap, list[list[Any]]]:
-        """The header among the first rows; `rows` goes on after the ones read here."""
-        first: list[list[Any]] = []
-        for raw in rows:
-            first.append(raw)
-            if len(first) >= HEADER_SEARCH_ROWS:
-                break
-        header = find_header(first, import_type)
-        if header is None:
-            raise UnreadableFile(
-                "no header row found: the first rows name none of the expected columns "
-                "(see GET /api/v1/imports/template)"
-            )
-        if header.missing:
-            raise UnreadableFile("missing required columns: " + ", ".join(header.missing))
-        return header, first
-
-    def _write_file(
-        self, job: ImportJob, ref: JobRef, path: Path, kind: ImportType, size: int | None
-    ) -> None:
-        committed = job.committed_row
-        with open_rows(path, job.file_format, job.sheet) as rows:
-            header, first = self._header(rows, kind)
-            if size is not None:
-                estimate = max(size - header.row_index - 1, 0)
-                assert self._tally is not None
-                self._tally.total = estimate
-                self._tally.status = "validating"
-                self._lease(
-                    status="validating",
-                    total=estimate,
-                    header=header.header,
-                    unknown_columns=header.unknown,
-                )
-            validator = RowValidator(kind, header)
-            batch = Batch(last_row=committed)
-            for number, raw in _numbered(first, rows):
-                if number <= header.row_index + 1:
-                    continue
-                source = source_row(number, raw)
-                if number <= committed:
-                    if source is not None:
-                        validator.remember(source)
-                    continue
-                batch.last_row = number
-                if source is None:
-                    continue
-                self._add(batch, source, validator.validate(source))
-                if batch.size >= self._settings.batch_size:
-                    self._write(ref, batch)
-                    batch = Batch(last_row=number)
-                elif number % 2000 == 0:
+        """The file's batches from a worker process (`produce`), handed on as they come."""
+        work = Work(
+            path=str(self._path(job)),
+            file_format=job.file_format,
+            sheet=job.sheet,
+            job=ref,
+            owner=self._owner,
+            committed_row=job.committed_row,
+            batch_size=self._settings.batch_size,
+            total_known=job.total is not None,
+        )
+        tally = self._tally
+        assert tally is not None
+        with Worker(work) as worker:
+            # While a workbook loads whole (xls, ods), the beats keep the lease.
+            for message in worker.messages(_BEAT_SECONDS):
+                kind = message[0]
+                if kind == "batch":
+                    _, last_row, rows, payloads = message
+                    self._hand_on(last_row, rows, payloads)
+                elif kind == "beat":
                     self._heartbeat()
-            if batch.size or batch.last_row > committed:
-                self._write(ref, batch)
-            self._drain()
-
-    @staticmethod
-    def _add(batch: Batch, source: SourceRow, result: CleanRow | list[RowError]) -> None:
-        if isinstance(result, CleanRow):
-            batch.rows.append(result)
-        else:
-            batch.errors.extend(result)
-        batch.sources[source.row_number] = source
+                elif kind == "parsing":
+                    self._set_status("parsing")
+                elif kind == "header":
+                    _, total, header, unknown, exact = message
+                    tally.total = total
+                    tally.status = "validating"
+                    self._lease(
+                        status="validating", total=total, header=header, unknown_columns=unknown
+                    )
+                    if exact:
+                        self._frame(self._snapshot(), force=True)
+        self._drain()
 
     # ---- a retry of the failed rows ------------------------------------------------------
 
@@ -321,7 +262,7 @@ class Pipeline:
             batch = Batch()
             for number, cells in failed:
                 source = SourceRow(number, [str(cell) for cell in cells])
-                self._add(batch, source, validator.validate(source))
+                add(batch, source, validator.validate(source))
                 batch.retried_rows.append(number)
                 batch.last_row = number
             self._write(ref, batch)
@@ -340,14 +281,17 @@ class Pipeline:
         """
         if self._stopping.is_set():
             raise Stopped
-        if not batch.size and batch.last_row <= self._sent_row:
-            return
         batch.after_row = self._sent_row
-        payloads = wire.encode(ref, batch, owner=self._owner)
+        self._hand_on(batch.last_row, batch.size, wire.encode(ref, batch, owner=self._owner))
+
+    def _hand_on(self, last_row: int, rows: int, payloads: list[bytes]) -> None:
+        """Hand on an encoded batch once fewer than `_WINDOW` are unwritten."""
+        if self._stopping.is_set():
+            raise Stopped
         self._await(_WINDOW - 1)
         self._handoff.send(str(self.import_id), payloads)
-        self._outstanding.append(_Sent(batch.last_row, batch.size, payloads))
-        self._sent_row = batch.last_row
+        self._outstanding.append(_Sent(last_row, rows, payloads))
+        self._sent_row = last_row
         if len(self._outstanding) == 1:
             self._moved = time.monotonic()
 
@@ -522,13 +466,6 @@ class Pipeline:
                 continue
             frame, done = latest
             self._send({**frame, "rows_per_second": self._rate(done)}, force=True)
-
-
-def _numbered(first: list[list[Any]], rest: Iterator[list[Any]]) -> Iterator[tuple[int, list[Any]]]:
-    """Every row with its 1-based number in the sheet: the ones read to find the header, then
-    the rest of the stream."""
-    yield from enumerate(first, start=1)
-    yield from enumerate(rest, start=len(first) + 1)
 
 
 def _running(status: str) -> bool:
