@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +31,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from mitra.db._base import TenantOwned
 from mitra.db._batch_commit import BatchCommitter, SessionCommitter, SqliteThreadCommitter
+from mitra.db._checkpoint import Checkpointer, leave_checkpoints_alone
 from mitra.db._metrics import DbMetrics
 from mitra.db._uow import UnitOfWork
 from mitra.settings import DatabaseSettings
@@ -84,6 +86,8 @@ class Database:
         self._events_committed: list[Callable[[], None]] = []
         self.batch_committer: BatchCommitter = self._batch_committer()
         self._sqlite_threads = _SqliteThreads.for_url(self.url, settings, self.metrics)
+        path = _sqlite_file(self.url)
+        self._checkpointer = Checkpointer(path) if path is not None else None
 
     def _batch_committer(self) -> BatchCommitter:
         path = _sqlite_file(self.url)
@@ -92,7 +96,7 @@ class Database:
                 path,
                 self.engine.dialect,
                 self.metrics,
-                configure=lambda connection: _sqlite_pragmas(connection, None),
+                configure=partial(_sqlite_pragmas, checkpointed=True),
             )
         return SessionCommitter(lambda: self.transaction(Scope.system()))
 
@@ -198,6 +202,8 @@ class Database:
             await connection.execute(text("SELECT 1"))
 
     async def dispose(self) -> None:
+        if self._checkpointer is not None:
+            await self._checkpointer.stop()
         await self.batch_committer.close()
         if self._sqlite_threads is not None:
             self._sqlite_threads.close()
@@ -227,7 +233,10 @@ def _create_engine(settings: DatabaseSettings, url: URL) -> AsyncEngine:
         options.update(pool_size=settings.pool_size, pool_recycle=settings.pool_recycle_seconds)
     engine = create_async_engine(url, **options)
     if url.get_backend_name() == "sqlite":
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        checkpointed = _sqlite_file(url) is not None
+        event.listen(
+            engine.sync_engine, "connect", partial(_sqlite_pragmas, checkpointed=checkpointed)
+        )
     return engine
 
 
@@ -255,7 +264,7 @@ class _SqliteThreads:
             json_serializer=_json_dumps,
             json_deserializer=orjson.loads,
         )
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+        event.listen(self.engine, "connect", partial(_sqlite_pragmas, checkpointed=True))
         metrics.attach(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(self.THREADS, thread_name_prefix="sqlite-read")
@@ -298,7 +307,7 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any = None, *, checkpointed: bool) -> None:
     # WAL lets readers run beside the writer; busy_timeout queues writers instead of failing.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -306,6 +315,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
+    if checkpointed:
+        leave_checkpoints_alone(dbapi_connection)
 
 
 def session_scope(session: Session) -> Scope:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from handlers.keys import DATABASE
@@ -164,3 +165,36 @@ async def test_a_batch_larger_than_one_statement_is_stored_whole(api: Api) -> No
             )
         ).all()
     assert sorted(stored, key=lambda r: r[1]["n"]) == [(i, {"n": n}) for n, i in enumerate(ids)]
+
+
+async def test_sqlite_writes_reach_the_database_file_through_the_checkpointer(api: Api) -> None:
+    """No writer's commit checkpoints the WAL (the chat's would wait for the disk): the
+    checkpointer's thread copies committed rows into the database file within seconds."""
+    database = api.app[DATABASE]
+    if not database.is_sqlite:
+        pytest.skip("the WAL is SQLite's")
+    admin = await api.tenant()
+    _, me = await api.call("GET", "/api/v1/users/me", token=admin.access_token, expect=200)
+    tenant_id = uuid.UUID(me["data"]["tenant_id"])
+    now = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+    ids = [uuid.uuid4() for _ in range(2_000)]
+    rows = [(i, tenant_id, "wal", "k", "t", {"n": 1}, now, None, now, now) for i in ids]
+    await database.batch_committer.commit([(BulkInsert(OUTBOX, COLUMNS), rows)])
+    path = database.engine.url.database
+    assert path
+
+    def in_the_file() -> int:
+        # immutable: reads the database file alone, as if there were no WAL.
+        with contextlib.closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as file:
+            return int(
+                file.execute("SELECT count(*) FROM outbox_events WHERE topic = 'wal'").fetchone()[0]
+            )
+
+    for _ in range(100):
+        if await asyncio.to_thread(in_the_file) == len(ids):
+            break
+        await asyncio.sleep(0.1)
+    assert await asyncio.to_thread(in_the_file) == len(ids)
+    async with database.session(Scope.system()) as session:
+        pragma = await session.execute(text("PRAGMA wal_autocheckpoint"))
+        assert pragma.scalar_one() == 0
