@@ -68,8 +68,10 @@ class SessionCommitter(BatchCommitter):
 class SqliteThreadCommitter(BatchCommitter):
     """The transaction on a dedicated thread with its own connection to the SQLite file.
 
-    SQLite lets one writer in at a time anyway. While another connection (the outbox relay's
-    mark, the analytics fold, a REST write) holds the write lock, this one waits on its own
+    SQLite lets one writer in at a time anyway. The thread (`thread`) is also where
+    `Database.write_sync` runs its short writes, so those take turns with the batches instead
+    of contending for the lock. While another connection (a REST write through aiosqlite)
+    holds the write lock, this one waits on its own
     thread, never on the loop, and it polls for the lock every `LOCK_POLL_SECONDS` instead of
     through SQLite's busy timeout: the default busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms
     ... between tries, so a lock held 12 ms cost the chat 18 ms, and one held 40 ms cost it
@@ -91,7 +93,7 @@ class SqliteThreadCommitter(BatchCommitter):
         self._metrics = metrics
         self._configure = configure
         # One worker: the connection is only ever touched from its thread.
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-batch")
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-write")
         self._connection: sqlite3.Connection | None = None
         self._closed = False
         self.lock_timeout = 5.0
@@ -100,7 +102,7 @@ class SqliteThreadCommitter(BatchCommitter):
         statements = sum(1 for _, rows in inserts if rows)
         loop = asyncio.get_running_loop()
         try:
-            await loop.run_in_executor(self._executor, self._commit, inserts)
+            await loop.run_in_executor(self.thread, self._commit, inserts)
         finally:
             self._metrics.count(statements=statements, commits=1)
 
@@ -109,8 +111,8 @@ class SqliteThreadCommitter(BatchCommitter):
             return
         self._closed = True
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self._disconnect)
-        self._executor.shutdown(wait=False)
+        await loop.run_in_executor(self.thread, self._disconnect)
+        self.thread.shutdown(wait=False)
 
     # ---- on the committer's thread -----------------------------------------------------------
 

@@ -84,21 +84,24 @@ class Database:
                 expire_on_commit=False,
             )
         self._events_committed: list[Callable[[], None]] = []
-        self.batch_committer: BatchCommitter = self._batch_committer()
-        self._sqlite_threads = _SqliteThreads.for_url(self.url, settings, self.metrics)
+        self.batch_committer: BatchCommitter
+        self._sqlite_threads: _SqliteThreads | None = None
+        self._checkpointer: Checkpointer | None = None
         path = _sqlite_file(self.url)
-        self._checkpointer = Checkpointer(path) if path is not None else None
-
-    def _batch_committer(self) -> BatchCommitter:
-        path = _sqlite_file(self.url)
-        if path is not None:
-            return SqliteThreadCommitter(
-                path,
-                self.engine.dialect,
-                self.metrics,
-                configure=partial(_sqlite_pragmas, checkpointed=True),
-            )
-        return SessionCommitter(lambda: self.transaction(Scope.system()))
+        if path is None:
+            self.batch_committer = SessionCommitter(lambda: self.transaction(Scope.system()))
+            return
+        committer = SqliteThreadCommitter(
+            path,
+            self.engine.dialect,
+            self.metrics,
+            configure=partial(_sqlite_pragmas, checkpointed=True),
+        )
+        self.batch_committer = committer
+        # `write_sync` shares the chat committer's thread: the process's SQLite writes then
+        # take turns there instead of finding SQLite's write lock taken and polling for it.
+        self._sqlite_threads = _SqliteThreads(self.url, settings, self.metrics, committer.thread)
+        self._checkpointer = Checkpointer(path)
 
     @property
     def is_sqlite(self) -> bool:
@@ -153,7 +156,8 @@ class Database:
         """Run `work`, written against a plain (sync) session, in one transaction.
 
         For short writes beside the chat's (the outbox relay's marks, the analytics fold). On
-        a SQLite file the whole transaction runs in one trip to a thread of its own. Through
+        a SQLite file the whole transaction runs in one trip to the thread the chat's batches
+        are committed on, between two of them. Through
         aiosqlite each statement and the commit are trips through the event loop, and SQLite's
         single write lock stays taken across them: under 1,000 chat messages/s the chat's
         batches found the lock taken about four times per commit and waited behind it.
@@ -255,7 +259,13 @@ class _SqliteThreads:
 
     THREADS = 4
 
-    def __init__(self, url: URL, settings: DatabaseSettings, metrics: DbMetrics) -> None:
+    def __init__(
+        self,
+        url: URL,
+        settings: DatabaseSettings,
+        metrics: DbMetrics,
+        writes: ThreadPoolExecutor,
+    ) -> None:
         self.engine = create_engine(
             url.set(drivername="sqlite+pysqlite"),
             echo=settings.echo,
@@ -268,14 +278,7 @@ class _SqliteThreads:
         metrics.attach(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._executor = ThreadPoolExecutor(self.THREADS, thread_name_prefix="sqlite-read")
-        # One writer thread: SQLite takes one writer at a time anyway.
-        self._writes = ThreadPoolExecutor(1, thread_name_prefix="sqlite-write")
-
-    @classmethod
-    def for_url(
-        cls, url: URL, settings: DatabaseSettings, metrics: DbMetrics
-    ) -> _SqliteThreads | None:
-        return cls(url, settings, metrics) if _sqlite_file(url) is not None else None
+        self._writes = writes
 
     async def run(self, scope: Scope, work: Callable[[Session], T]) -> T:
         def call() -> T:
@@ -297,9 +300,9 @@ class _SqliteThreads:
         return await asyncio.get_running_loop().run_in_executor(self._writes, context.run, call)
 
     def close(self) -> None:
-        # Called at shutdown, when no read or write is in flight: nothing to wait for.
+        # Called at shutdown, when no read is in flight: nothing to wait for. The writer
+        # thread is the batch committer's, closed with it.
         self._executor.shutdown(wait=False)
-        self._writes.shutdown(wait=False)
         self.engine.dispose()
 
 
