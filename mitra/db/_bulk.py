@@ -55,6 +55,21 @@ class BulkInsert:
             statements.append((f"{head} VALUES {', '.join([group] * len(chunk))}", flat))
         return statements
 
+    def prepare_unnest(
+        self, dialect: Dialect, rows: Sequence[Sequence[Any]], first: int
+    ) -> tuple[str, list[list[Any]]]:
+        """`INSERT ... SELECT * FROM unnest($first::type[], ...)` and its values, one array
+        per column (PostgreSQL): a statement whose text does not change with the number of
+        rows, so the driver prepares it once per connection."""
+        sql, order, _ = self._for(dialect)
+        _, converted = self.prepare(dialect, rows)
+        head = sql.partition(" VALUES ")[0]
+        casts = [self.table.c[self.columns[index]].type.compile(dialect=dialect) for index in order]
+        arrays = ", ".join(f"${first + n}::{cast}[]" for n, cast in enumerate(casts))
+        # Only the table's own compiled names and types go into the text; values are bound.
+        statement = f"{head} SELECT * FROM unnest({arrays})"  # noqa: S608
+        return statement, [list(column) for column in zip(*converted, strict=True)]
+
     def _for(self, dialect: Dialect) -> tuple[str, list[int], list[Processor]]:
         cached = self._compiled.get(dialect.name)
         if cached is not None:

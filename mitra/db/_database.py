@@ -30,7 +30,7 @@ from sqlalchemy.sql import Executable
 from sqlalchemy.sql.elements import BindParameter
 
 from mitra.db._base import TenantOwned
-from mitra.db._batch_commit import BatchCommitter, SessionCommitter, SqliteThreadCommitter
+from mitra.db._batch_commit import BatchCommitter, SqliteThreadCommitter, UnnestCommitter
 from mitra.db._checkpoint import Checkpointer, leave_checkpoints_alone
 from mitra.db._metrics import DbMetrics
 from mitra.db._uow import UnitOfWork
@@ -89,7 +89,7 @@ class Database:
         self._checkpointer: Checkpointer | None = None
         path = _sqlite_file(self.url)
         if path is None:
-            self.batch_committer = SessionCommitter(lambda: self.transaction(Scope.system()))
+            self.batch_committer = UnnestCommitter(self.engine, self.metrics)
             return
         committer = SqliteThreadCommitter(
             path,

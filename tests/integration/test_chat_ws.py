@@ -364,7 +364,8 @@ async def test_metrics_count_statements_and_commits_by_purpose(api: Api) -> None
     )
     # Three sends, each acked before the next: between one and three group commits.
     assert 1 <= written <= 3
-    assert _sample(after, "mitra_db_statements_total", "chat.write") >= 2 * written
+    # At least one statement per commit (on PostgreSQL a batch is one statement).
+    assert _sample(after, "mitra_db_statements_total", "chat.write") >= written
     assert _sample(after, "mitra_db_statements_total", "http") > _sample(
         before, "mitra_db_statements_total", "http"
     )
