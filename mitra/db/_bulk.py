@@ -1,10 +1,11 @@
-"""Many rows in one executemany, converted by each column's own bind processor.
+"""Many rows in one statement, converted by each column's own bind processor.
 
 Core's `session.execute(insert(table), [dict, ...])` builds a parameter dict per row and walks
 every processor through its generic machinery: for the chat writer's three rows per message
 that cost more than SQLite's own work. This compiles the INSERT once per dialect, looks up each
 column's dialect bind processor once, and converts plain tuples in a tight loop, so the stored
-values are exactly what Core would have stored (same processors, same SQL).
+values are exactly what Core would have stored (same processors). The statement is shaped for
+the driver by the batch committer: multi-row VALUES for SQLite, arrays to unnest for PostgreSQL.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from typing import Any
 from sqlalchemy import Table, bindparam, insert
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import StatementError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 Processor = Callable[[Any], Any] | None
 PreparedInsert = tuple[str, list[tuple[Any, ...]]]
 
 
 class BulkInsert:
-    """`INSERT INTO table (columns...)`, executed for many rows at once (one statement)."""
+    """`INSERT INTO table (columns...)` for many rows at once (one statement)."""
 
     def __init__(self, table: Table, columns: Sequence[str]) -> None:
         self.table = table
@@ -86,14 +86,6 @@ class BulkInsert:
         built = (str(compiled), order, processors)
         self._compiled[dialect.name] = built
         return built
-
-    async def execute(self, session: AsyncSession, rows: Sequence[Sequence[Any]]) -> None:
-        """Insert `rows` (tuples in `columns` order) in the session's transaction."""
-        if not rows:
-            return
-        connection = await session.connection()
-        sql, converted = self.prepare(connection.dialect, rows)
-        await connection.exec_driver_sql(sql, converted)
 
 
 def _convert(

@@ -1,4 +1,5 @@
-"""`BulkInsert` stores exactly what Core's insert stores, on SQLite and PostgreSQL."""
+"""`BulkInsert` through the batch committer stores exactly what Core's insert stores, on SQLite
+and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ async def test_rows_read_back_the_same_as_rows_inserted_by_core(api: Api) -> Non
     bulk_rows = [row("bulk", now), row("bulk", now.astimezone(ist)), row("bulk", now)]
     core_rows = [row("core", now), row("core", now.astimezone(ist)), row("core", now)]
     database = api.app[DATABASE]
+    # The committer's own path: multi-row INSERTs on SQLite, unnest arrays on PostgreSQL.
+    await database.batch_committer.commit([(BulkInsert(OUTBOX, COLUMNS), bulk_rows)])
     async with database.transaction(Scope.system()) as session:
-        await BulkInsert(OUTBOX, COLUMNS).execute(session, bulk_rows)
         await session.execute(
             insert(OUTBOX), [dict(zip(COLUMNS, r, strict=True)) for r in core_rows]
         )
