@@ -37,16 +37,20 @@ from mitra.whatsapp.window import customer_wrote_at
 
 MAX_HISTORY_PAGE = 200
 _JOINED: BindParameter[uuid.UUID] = bindparam("conversation_id")
-# Built once: every socket's join asks it, and a statement built per call cost more CPU than
-# the read itself (connect + auth + join at 5,000 sockets: 12 % of the loop).
-_MEMBER_AND_LAST_SEQ = select(
-    select(ConversationMember.id)
-    .where(
-        ConversationMember.conversation_id == _JOINED,
-        ConversationMember.user_id == bindparam("user_id"),
+# Built once, with its tenant scope: every socket's join asks it, and a statement built per
+# call cost more CPU than the read itself (connect + auth + join at 5,000 sockets: 12 % of the
+# loop). Without the scope attached here the session's hook attached it on every call, and a
+# new statement needs a new cache key.
+_MEMBER_AND_LAST_SEQ = tenant_scoped(
+    select(
+        select(ConversationMember.id)
+        .where(
+            ConversationMember.conversation_id == _JOINED,
+            ConversationMember.user_id == bindparam("user_id"),
+        )
+        .scalar_subquery(),
+        select(func.max(Message.seq)).where(Message.conversation_id == _JOINED).scalar_subquery(),
     )
-    .scalar_subquery(),
-    select(func.max(Message.seq)).where(Message.conversation_id == _JOINED).scalar_subquery(),
 )
 # A client retrying a lost ack does so within moments; remembering the client ids of this many
 # recent messages per conversation covers that without a read per message.
