@@ -86,12 +86,10 @@ class SqliteThreadCommitter(BatchCommitter):
     SQLite lets one writer in at a time anyway. The thread (`thread`) is also where
     `Database.write_sync` runs its short writes, so those take turns with the batches instead
     of contending for the lock. While another connection (a REST write through aiosqlite)
-    holds the write lock, this one waits on its own
-    thread, never on the loop, and it polls for the lock every `LOCK_POLL_SECONDS` instead of
-    through SQLite's busy timeout: the default busy handler sleeps 1, 2, 5, 10, 15, 20, 25 ms
-    ... between tries, so a lock held 12 ms cost the chat 18 ms, and one held 40 ms cost it
-    53 (a probe of the committer under 1,000 msg/s: p50 15-26 ms per commit against well
-    under 1 ms of work).
+    holds the write lock, this one waits on its own thread, never on the loop, polling for the
+    lock every `LOCK_POLL_SECONDS` rather than through SQLite's busy timeout: the default busy
+    handler sleeps 1, 2, 5, 10, 15, 20, 25 ms ... between tries, so a lock held 12 ms cost the
+    chat 18 ms, and one held 40 ms cost it 53.
     """
 
     LOCK_POLL_SECONDS = 0.0005
