@@ -186,14 +186,19 @@ class JobStore:
             return list(rows.items())
 
     async def analyze(self) -> None:
-        """Refresh PostgreSQL's statistics of the tables an import fills. Until autovacuum
-        gets to it, a book that grew by thousands of rows still looks empty to the planner,
-        which then reads every customer of the agent to match a batch (a full import went
-        from ~1,600 to ~300 rows/s). SQLite plans without statistics: nothing to do there."""
-        if self._db.is_sqlite:
-            return
+        """Refresh the planner's statistics of the tables an import fills. Without them a
+        book that grew by thousands of rows still looks empty, and the planner reads every
+        customer of the agent to match a batch by phone or email: on PostgreSQL until
+        autovacuum gets to it (a full import went from ~1,600 to ~300 rows/s), on SQLite for
+        ever (it keeps no statistics unless asked: with them, a batch's match of 500 phones
+        and emails in a book of 30,000 took 1.4 ms instead of 12.8, through the phone and
+        email indexes instead of the agent's whole book)."""
         async with self._db.engine.begin() as connection:
-            await connection.exec_driver_sql("ANALYZE customers, policies")
+            if self._db.is_sqlite:
+                await connection.exec_driver_sql("ANALYZE customers")
+                await connection.exec_driver_sql("ANALYZE policies")
+            else:
+                await connection.exec_driver_sql("ANALYZE customers, policies")
 
     async def orphans(self, now_grace_seconds: float = 0.0) -> list[tuple[uuid.UUID, uuid.UUID]]:
         """(tenant, import) of running imports whose runner's lease ran out."""
