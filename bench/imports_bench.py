@@ -6,7 +6,8 @@ database (SQLite, then PostgreSQL in a private database created and dropped by t
 
 - uploads a book of `--rows` (100,000) customers with one policy each to a real `mitra serve`
   process (its own process on 127.0.0.1, the demo agent's book) and polls the import until it
-  ends: rows/s from the upload's start to the end, and the peak RSS (sampled) of the server with its child processes (the import's worker);
+  ends: rows/s from the upload's start to the end, and the peak RSS (sampled) of the server
+  with its child processes (the import's worker);
 - parses the same file with pyexcel alone (`iget_array`, every cell touched) in a child
   process of its own: rows/s and that process's peak RSS (the parse ceiling);
 - inserts the same rows, already clean, with a bare SQLAlchemy Core executemany (a customer and
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -150,10 +152,9 @@ def _rss_with_workers(server: Any) -> int:
     which parse and validate): the memory the import costs, wherever it runs."""
     total = server.memory_info().rss
     for child in server.children(recursive=True):
-        try:
+        # A child may end between the listing and the read.
+        with contextlib.suppress(psutil.Error):
             total += child.memory_info().rss
-        except psutil.Error:
-            pass  # ended between the listing and the read
     return int(total)
 
 
