@@ -14,7 +14,7 @@ from sqlalchemy import Table, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
 
 from handlers.keys import DATABASE
-from mitra.db import BulkInsert, Scope
+from mitra.db import BulkInsert, Database, Scope
 from mitra.db._batch_commit import SqliteThreadCommitter
 from mitra.models import OutboxEvent
 from tests.support.api import Api
@@ -80,16 +80,7 @@ async def test_the_batch_committer_stores_all_or_nothing_and_names_the_refusal(a
         await database.batch_committer.commit([(outbox, [row(fresh), row(taken)])])
     with pytest.raises(StatementError):
         await database.batch_committer.commit([(outbox, [row("not-a-uuid")])])  # type: ignore[arg-type]
-    async with database.session(Scope.system()) as session:
-        stored = set(
-            (
-                await session.execute(
-                    select(OutboxEvent.event_id).where(OutboxEvent.topic == "batch")
-                )
-            )
-            .scalars()
-            .all()
-        )
+    stored = await _event_ids(database, "batch")
     assert taken in stored
     assert fresh not in stored
     assert len(stored) == 2
@@ -134,16 +125,7 @@ async def test_the_sqlite_committer_waits_for_the_write_lock_then_gives_up_clean
         holder.execute("COMMIT")
         holder.close()
         committer.lock_timeout = 5.0
-    async with database.session(Scope.system()) as session:
-        stored = set(
-            (
-                await session.execute(
-                    select(OutboxEvent.event_id).where(OutboxEvent.topic == "locked")
-                )
-            )
-            .scalars()
-            .all()
-        )
+    stored = await _event_ids(database, "locked")
     assert stored == {waited}
 
 
@@ -200,3 +182,11 @@ async def test_sqlite_writes_reach_the_database_file_through_the_checkpointer(ap
     async with database.session(Scope.system()) as session:
         pragma = await session.execute(text("PRAGMA wal_autocheckpoint"))
         assert pragma.scalar_one() == 0
+
+
+async def _event_ids(database: Database, topic: str) -> set[uuid.UUID]:
+    async with database.session(Scope.system()) as session:
+        found = await session.execute(
+            select(OutboxEvent.event_id).where(OutboxEvent.topic == topic)
+        )
+        return set(found.scalars().all())
