@@ -118,7 +118,12 @@ async def test_llm_down_falls_back_and_the_breaker_opens(
         assert reply["meta"]["bot"]["source"] == "fallback"
         assert reply["body"].startswith("Sorry, I cannot answer that right now")
         assert len(fake.requests) == 6
-        metrics = await (await api.client.get("/metrics")).text()
+        # The reply reaches the socket on commit; the assistant counts it a moment later.
+        for _ in range(50):
+            metrics = await (await api.client.get("/metrics")).text()
+            if 'mitra_bot_replies_total{source="fallback"} 3' in metrics:
+                break
+            await asyncio.sleep(0.05)
         assert "mitra_bot_llm_breaker_state 2" in metrics
         assert 'mitra_bot_replies_total{source="fallback"} 3' in metrics
 
