@@ -67,7 +67,7 @@ class ServerSettings(_Section):
     event_loop: Literal["uvloop", "asyncio"] = "uvloop"
     gc_freeze: bool = True
     gc_threshold: int = Field(50_000, ge=100)
-    switch_interval_ms: float = Field(1.0, gt=0, le=100)
+    switch_interval_ms: float = Field(5.0, gt=0, le=100)
 
 
 class DatabaseSettings(_Section):
