@@ -281,23 +281,30 @@ class _SqliteThreads:
         self._writes = writes
 
     async def run(self, scope: Scope, work: Callable[[Session], T]) -> T:
+        return await self._in_session(self._executor, scope, work, transaction=False)
+
+    async def write(self, scope: Scope, work: Callable[[Session], T]) -> T:
+        return await self._in_session(self._writes, scope, work, transaction=True)
+
+    async def _in_session(
+        self,
+        executor: ThreadPoolExecutor,
+        scope: Scope,
+        work: Callable[[Session], T],
+        *,
+        transaction: bool,
+    ) -> T:
         def call() -> T:
             with self._sessions() as session:
                 session.info[_SCOPE_KEY] = scope
-                return work(session)
+                if not transaction:
+                    return work(session)
+                with session.begin():
+                    return work(session)
 
         # The caller's context (its db_purpose) goes along to the thread.
         context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, context.run, call)
-
-    async def write(self, scope: Scope, work: Callable[[Session], T]) -> T:
-        def call() -> T:
-            with self._sessions() as session, session.begin():
-                session.info[_SCOPE_KEY] = scope
-                return work(session)
-
-        context = contextvars.copy_context()
-        return await asyncio.get_running_loop().run_in_executor(self._writes, context.run, call)
+        return await asyncio.get_running_loop().run_in_executor(executor, context.run, call)
 
     def close(self) -> None:
         # Called at shutdown, when no read is in flight: nothing to wait for. The writer
